@@ -1,0 +1,189 @@
+"""Dead letters: messages that could not be processed, kept with the reason.
+
+A message that a decoder rejects, or that raises in user code, is never dropped silently: it
+becomes a :class:`DeadLetter`, is counted, and (when the log has a path) is appended to a JSON
+Lines file, one object per line::
+
+    {"time": "2026-11-26T22:10:35.123456Z", "worker": "worker", "pipeline": "Celsius Conversion",
+     "stage": "decoder decode_feed", "stream_id": 17, "message_id": 3, "key": null,
+     "error_type": "struct.error", "message": "unpack requires a buffer of 4 bytes",
+     "traceback": "celsius.py:31 in decode_feed", "payload": "AAE=", "payload_encoding": "raw"}
+
+``payload`` is base64: of the raw bytes (``"raw"``) when the failing input was bytes, else of the
+value serialised with the application's ``serialize`` (pickle by default; ``"pickle"``), else of
+its ``repr`` in UTF-8 (``"repr"``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = ["DeadLetter", "DeadLetterLog", "DeadLetterStatistics", "encode_payload", "last_frame"]
+
+DEFAULT_FILENAME = "deadletter.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    time: str
+    worker: str
+    pipeline: str
+    stage: str
+    stream_id: int | None
+    message_id: int | None
+    key: str | None
+    error_type: str
+    message: str
+    traceback: str
+    payload: str
+    payload_encoding: str
+
+    def payload_bytes(self) -> bytes:
+        """The payload, base64-decoded."""
+        return base64.b64decode(self.payload)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(", ", ": "))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterStatistics:
+    total: int
+    by_stage: tuple[tuple[str, int], ...]
+    path: str | None
+
+
+def encode_payload(value: Any, serialize: Callable[[Any], bytes] | None = None) -> tuple[str, str]:
+    """Return ``(base64 text, encoding)`` for a failing input value."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii"), "raw"
+    try:
+        data = (serialize or pickle.dumps)(value)
+        if isinstance(data, bytes):
+            return base64.b64encode(data).decode("ascii"), "pickle"
+    except Exception:  # noqa: S110 - any failure falls back to repr below
+        pass
+    text = repr(value).encode("utf-8", "replace")
+    return base64.b64encode(text).decode("ascii"), "repr"
+
+
+def last_frame(tb: TracebackType | None) -> str:
+    """``file:line in function`` of the innermost frame of a traceback."""
+    frames = traceback.extract_tb(tb)
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+
+
+def error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return (
+        cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    )
+
+
+class DeadLetterLog:
+    """Collects dead letters: counts them, keeps the latest in memory, appends them to a file.
+
+    Args:
+        path: the JSON Lines file to append to, or None to keep them in memory only. Its
+            directory is created on the first dead letter.
+        worker: the worker name written in every record.
+        keep: how many of the latest records :attr:`records` keeps.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        worker: str = "worker",
+        keep: int = 10_000,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.worker = worker
+        self.records: deque[DeadLetter] = deque(maxlen=keep)
+        self.serialize: Callable[[Any], bytes] | None = None
+        self._counts: dict[str, int] = {}
+        self._total = 0
+        self._lock = threading.Lock()
+        self._file: Any = None
+
+    def record(
+        self,
+        *,
+        pipeline: str,
+        stage: str,
+        exc: BaseException,
+        value: Any,
+        stream_id: int | None = None,
+        message_id: int | None = None,
+        key: str | None = None,
+        message: str | None = None,
+        now_ns: int | None = None,
+    ) -> DeadLetter:
+        """Record one dead letter and return it."""
+        payload, encoding = encode_payload(value, self.serialize)
+        seconds = (now_ns / 1e9) if now_ns is not None else datetime.now(UTC).timestamp()
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        letter = DeadLetter(
+            time=stamp,
+            worker=self.worker,
+            pipeline=pipeline,
+            stage=stage,
+            stream_id=stream_id,
+            message_id=message_id,
+            key=key,
+            error_type=error_type(exc),
+            message=message if message is not None else str(exc),
+            traceback=last_frame(exc.__traceback__),
+            payload=payload,
+            payload_encoding=encoding,
+        )
+        with self._lock:
+            self._total += 1
+            self._counts[stage] = self._counts.get(stage, 0) + 1
+            self.records.append(letter)
+            if self.path is not None:
+                self._write(letter)
+        return letter
+
+    def _write(self, letter: DeadLetter) -> None:
+        path = self.path
+        if path is None:
+            return
+        if self._file is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        self._file.write(letter.to_json() + "\n")
+        self._file.flush()
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def statistics(self) -> DeadLetterStatistics:
+        with self._lock:
+            by_stage = tuple(sorted(self._counts.items()))
+            return DeadLetterStatistics(
+                self._total, by_stage, str(self.path) if self.path else None
+            )

@@ -1,0 +1,301 @@
+"""Runners: the engine-neutral pieces that execute a segment or feed a sink.
+
+A :class:`SegmentRunner` runs one fused segment over a batch and hands what comes out to its
+:class:`Route` (the next segment, wherever it runs) or to :class:`SinkRunner` objects. Where the
+next segment runs is not its business: the embedded engine routes with a direct call, a
+distributed backend with a batched remote call to the worker owning the key group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from wallaroo.engine.clock import Clock
+from wallaroo.engine.deadletter import DeadLetterLog
+from wallaroo.engine.fuse import FusedSegment, LineInfo, fuse
+from wallaroo.engine.state import StateStore
+from wallaroo.errors import StreamDecoderError, UserCodeError
+from wallaroo.plan.physical import (
+    DecodeOp,
+    Exchange,
+    PhysicalPlan,
+    SegmentPlan,
+    SinkPlan,
+    StateOp,
+    ToSinks,
+)
+
+__all__ = [
+    "Route",
+    "SegmentRunner",
+    "SegmentStatistics",
+    "SinkPort",
+    "SinkRunner",
+    "SinkStatistics",
+]
+
+
+class Route(Protocol):
+    """Where a segment sends its keyed output."""
+
+    def send(self, values: list[Any], keys: list[str]) -> None: ...
+
+
+class SinkPort(Protocol):
+    """Where a sink's encoded outputs go (a socket writer, a list in tests...)."""
+
+    def write(self, payloads: list[bytes]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentStatistics:
+    id: int
+    name: str
+    pipeline: str
+    messages_in: int
+    messages_out: int
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStatistics:
+    index: int
+    name: str
+    messages: int
+    bytes: int
+    dead_letters: int
+
+
+def _position(it: Any) -> int | None:
+    """Index of the item a list iterator (or a zip ending in one) last returned.
+
+    Read from the iterator's pickling state, so the loop pays nothing for it.
+    """
+    reduced = it.__reduce__()
+    if reduced[0] is zip:
+        return _position(reduced[1][-1])
+    if len(reduced) > 2 and isinstance(reduced[2], int):
+        return int(reduced[2]) - 1
+    return None
+
+
+class SinkRunner:
+    """Checks encoder results and passes bytes to a :class:`SinkPort`, counting them."""
+
+    __slots__ = ("_dead", "_pipeline", "dead_letters", "messages", "nbytes", "plan", "port")
+
+    def __init__(self, plan: SinkPlan, port: SinkPort, dead: DeadLetterLog, pipeline: str) -> None:
+        self.plan = plan
+        self.port = port
+        self._dead = dead
+        self._pipeline = pipeline
+        self.messages = 0
+        self.nbytes = 0
+        self.dead_letters = 0
+
+    def write(self, items: list[Any]) -> None:
+        if set(map(type, items)) != {bytes}:
+            items = self._normalize(items)
+            if not items:
+                return
+        self.messages += len(items)
+        self.nbytes += sum(map(len, items))
+        self.port.write(items)
+
+    def _normalize(self, items: list[Any]) -> list[bytes]:
+        good: list[bytes] = []
+        for item in items:
+            if isinstance(item, bytes):
+                good.append(item)
+            elif isinstance(item, str):
+                good.append(item.encode("utf-8"))
+            elif isinstance(item, bytearray | memoryview):
+                good.append(bytes(item))
+            else:
+                self.dead_letters += 1
+                exc = UserCodeError(
+                    f"the encoder of sink '{self.plan.name}' must return bytes, str or None, "
+                    f"got {type(item).__name__}"
+                )
+                self._dead.record(
+                    pipeline=self._pipeline,
+                    stage=f"encoder of sink {self.plan.name}",
+                    exc=exc,
+                    value=item,
+                )
+        return good
+
+    def statistics(self) -> SinkStatistics:
+        return SinkStatistics(
+            self.plan.index, self.plan.name, self.messages, self.nbytes, self.dead_letters
+        )
+
+
+class SegmentRunner:
+    """Runs one segment over batches and dispatches its outputs.
+
+    Args:
+        plan: the segment.
+        physical: the whole plan (for sink names).
+        states: the state stores this segment's state steps use.
+        sinks: sink runners by sink index (for a ``ToSinks`` target).
+        route: where an ``Exchange`` target sends (keys, values).
+        dead: the dead-letter log.
+        clock: for dead-letter timestamps.
+    """
+
+    def __init__(
+        self,
+        plan: SegmentPlan,
+        physical: PhysicalPlan,
+        states: Mapping[str, StateStore],
+        sinks: Sequence[SinkRunner],
+        route: Route | None,
+        dead: DeadLetterLog,
+        clock: Clock,
+    ) -> None:
+        self.plan = plan
+        self._physical = physical
+        self._dead = dead
+        self._clock = clock
+        self._route = route
+        self._origin: tuple[int | None, Sequence[int] | None] = (None, None)
+        target = plan.target
+        self._sinks = [sinks[i] for i in target.sinks] if isinstance(target, ToSinks) else []
+        encoders = (
+            [physical.sinks[i].encode for i in target.sinks] if isinstance(target, ToSinks) else []
+        )
+        self._const_key = target.const_key if isinstance(target, Exchange) else None
+        self._fused: FusedSegment = fuse(
+            plan.ops,
+            target,
+            keyed=plan.keyed,
+            states=states,
+            encoders=encoders,
+            fail=self._fail,
+            filename=f"<segment {plan.id}: {plan.name}>",
+        )
+        self._fn: Callable[..., None] = self._fused.fn
+        self._needs_keys = plan.keyed or (
+            isinstance(target, Exchange) and target.source_key is not None
+        )
+        self.messages_in = 0
+        self.messages_out = 0
+        self.dead_letters = 0
+
+    @property
+    def generated_source(self) -> str:
+        return self._fused.source
+
+    def run(
+        self,
+        values: list[Any],
+        keys: list[Any] | None = None,
+        *,
+        stream_id: int | None = None,
+        message_ids: Sequence[int] | None = None,
+    ) -> None:
+        """Process one batch. ``keys`` are required for keyed segments.
+
+        ``stream_id`` and ``message_ids`` (parallel to ``values``) only label dead letters.
+        """
+        if self._needs_keys and keys is None:
+            keys = [None] * len(values)
+        self._origin = (stream_id, message_ids)
+        outs: list[list[Any]] = [[] for _ in range(self._fused.outputs)]
+        self._fn(values, keys, *outs)
+        self.messages_in += len(values)
+        self._dispatch(outs)
+
+    def _dispatch(self, outs: list[list[Any]]) -> None:
+        if self._sinks:
+            for sink, out in zip(self._sinks, outs, strict=True):
+                if out:
+                    self.messages_out += len(out)
+                    sink.write(out)
+        elif self._route is not None:
+            if self._const_key is not None:
+                values = outs[0]
+                keys = [self._const_key] * len(values)
+            else:
+                keys, values = outs
+            if values:
+                self.messages_out += len(values)
+                self._route.send(values, keys)
+
+    def _fail(self, exc: BaseException, loc: dict[str, Any]) -> None:
+        tb = exc.__traceback__
+        info = self._fused.lines.get(tb.tb_lineno) if tb is not None else None
+        self.dead_letters += 1
+        stream_id, ids = self._origin
+        message_id = None
+        if ids is not None and "it" in loc:
+            index = _position(loc["it"])
+            if index is not None and 0 <= index < len(ids):
+                message_id = ids[index]
+        stage, message, value = self._describe(exc, info, loc)
+        key = loc.get("k") if self.plan.keyed else None
+        self._dead.record(
+            pipeline=self.plan.pipeline,
+            stage=stage,
+            exc=exc,
+            value=value,
+            stream_id=stream_id,
+            message_id=message_id,
+            key=key if isinstance(key, str) else None,
+            message=message,
+            now_ns=self._clock.now_ns(),
+        )
+
+    def _describe(
+        self, exc: BaseException, info: LineInfo | None, loc: dict[str, Any]
+    ) -> tuple[str, str, Any]:
+        """(stage, message, failing input) for a dead letter."""
+        if info is None:
+            return (f"segment {self.plan.name}", f"{type(exc).__name__}: {exc}", loc.get("x0"))
+        value = loc.get(f"x{info.depth}")
+        ops = self.plan.ops
+        if info.op < len(ops):
+            op = ops[info.op]
+            stage = op.name
+            if info.kind == "persist":
+                got = type(loc.get("r")).__name__
+                return (
+                    stage,
+                    f"state computation '{op.name}' must return a tuple "
+                    f"(output, persist), got {got}",
+                    value,
+                )
+            if info.kind == "state" and isinstance(op, StateOp):
+                return (
+                    stage,
+                    f"creating the state '{op.state}' of key {loc.get('k')!r} "
+                    f"failed: {type(exc).__name__}: {exc}",
+                    value,
+                )
+            if isinstance(op, DecodeOp):
+                err = StreamDecoderError(
+                    f"{op.name} rejected the payload: {type(exc).__name__}: {exc}"
+                )
+                return (stage, str(err), value)
+            if isinstance(exc, UserCodeError):
+                return (stage, f"'{op.name}': {exc}", value)
+            return (stage, f"{type(exc).__name__}: {exc}", value)
+        target = self.plan.target
+        if info.kind == "encode" and isinstance(target, ToSinks):
+            name = self._physical.sinks[target.sinks[info.sink]].name
+            return (f"encoder of sink {name}", f"{type(exc).__name__}: {exc}", value)
+        label = target.label if isinstance(target, Exchange) else "key"
+        return (label, f"{type(exc).__name__}: {exc}", value)
+
+    def statistics(self) -> SegmentStatistics:
+        return SegmentStatistics(
+            self.plan.id,
+            self.plan.name,
+            self.plan.pipeline,
+            self.messages_in,
+            self.messages_out,
+            self.dead_letters,
+        )

@@ -1,0 +1,209 @@
+"""Run an application in this process, with lists for sources and sinks and no sockets.
+
+>>> result = run("celsius", inputs={"celsius_feed": [struct.pack(">f", 100.0)]})  # doctest: +SKIP
+>>> result.outputs["fahrenheit_conversion"]                                         # doctest: +SKIP
+[b'212.0']
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wallaroo.configs import GenSourceConfig, SinkConnectorConfig, SourceConnectorConfig
+from wallaroo.decorators import to_bytes
+from wallaroo.engine.clock import Clock
+from wallaroo.engine.deadletter import DeadLetter, DeadLetterLog
+from wallaroo.engine.local import EngineStatistics, LocalEngine
+from wallaroo.loader import load_application
+from wallaroo.plan.compiler import compile_application
+from wallaroo.plan.physical import DEFAULT_KEY_GROUPS, PhysicalPlan, SourcePlan
+
+__all__ = ["Harness", "ListSink", "RunResult", "run"]
+
+
+class ListSink:
+    """A sink port that keeps every payload in :attr:`payloads`."""
+
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+
+    def write(self, payloads: list[bytes]) -> None:
+        self.payloads.extend(payloads)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        outputs: encoded payloads per sink name (a connector's name, or ``host:port`` for a TCP
+            sink), in the order the sink received them.
+        dead_letters: messages that failed, with the reason.
+        statistics: the engine's counters at the end of the run.
+        states: state objects by state name, then by key.
+        plan: the compiled plan.
+    """
+
+    outputs: Mapping[str, list[bytes]]
+    dead_letters: tuple[DeadLetter, ...]
+    statistics: EngineStatistics
+    states: Mapping[str, Mapping[str, Any]]
+    plan: PhysicalPlan
+
+    def decoded(self, sink: str) -> list[Any]:
+        """A connector sink's outputs decoded with its decoder, as ``SinkConnector.read()``
+        would return them."""
+        config = self.plan.sink(sink).config
+        if not isinstance(config, SinkConnectorConfig):
+            raise ValueError(f"sink {sink!r} is not a connector sink; it has no decoder")
+        return [config.decoder.decode(p) for p in self.outputs[sink]]
+
+    def output(self) -> list[bytes]:
+        """The outputs of the application's only sink."""
+        if len(self.outputs) != 1:
+            raise ValueError(f"the application has {len(self.outputs)} sinks; use .outputs[name]")
+        return next(iter(self.outputs.values()))
+
+
+class Harness:
+    """An application running in-process, fed by hand.
+
+    Args:
+        app: a module name, a module, an ``application_setup`` function or a built application.
+        args: the arguments ``application_setup`` receives.
+        clock: the engine's clock (e.g. :class:`~wallaroo.testing.MockClock`).
+        key_groups: number of key groups of the state.
+        dead_letter_path: also append dead letters to this JSON Lines file.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        args: Iterable[str] = (),
+        *,
+        clock: Clock | None = None,
+        key_groups: int = DEFAULT_KEY_GROUPS,
+        dead_letter_path: str | None = None,
+    ) -> None:
+        loaded = load_application(app, list(args))
+        self.plan = compile_application(loaded.application, key_groups=key_groups)
+        self.sinks = [ListSink() for _ in self.plan.sinks]
+        dead = DeadLetterLog(dead_letter_path, worker="testing")
+        dead.serialize = loaded.serialize
+        self.engine = LocalEngine(self.plan, self.sinks, dead_letters=dead, clock=clock)
+
+    def _source(self, source: str | int) -> SourcePlan:
+        if isinstance(source, int):
+            return self.plan.sources[source]
+        try:
+            return self.plan.source(source)
+        except KeyError as exc:
+            raise KeyError(exc.args[0]) from None
+
+    def push(self, source: str | int, items: Iterable[Any], *, batch_size: int = 1024) -> None:
+        """Feed ``items`` to a source, in batches.
+
+        Items are payloads as the worker receives them (``bytes``); for a connector source,
+        any other value first goes through the connector's encoder, as
+        ``SourceConnector.write(value)`` does. Generator sources take their own values.
+        """
+        plan = self._source(source)
+        encode = self._encoder(plan)
+        it = iter(items)
+        while batch := list(itertools.islice(it, batch_size)):
+            if encode is not None:
+                batch = [b if isinstance(b, bytes) else to_bytes(encode(b)) for b in batch]
+            self.engine.process(plan.index, batch)
+
+    def _encoder(self, plan: SourcePlan) -> Any:
+        if isinstance(plan.config, SourceConnectorConfig):
+            return plan.config.encoder.encode
+        return None
+
+    def generate(self, source: str | int, limit: int) -> int:
+        """Run a generator source until it returns ``None`` or gave ``limit`` values; return how
+        many it gave."""
+        plan = self._source(source)
+        if not isinstance(plan.config, GenSourceConfig):
+            raise ValueError(f"source {plan.name!r} is not a generator source")
+        return sum(len(b) for b in self._generated(plan, limit, 1024))
+
+    def _generated(self, plan: SourcePlan, limit: int, batch_size: int) -> Iterator[list[Any]]:
+        gen = plan.config.generator
+        value = gen.initial_value()
+        produced = 0
+        batch: list[Any] = []
+        while value is not None and produced < limit:
+            batch.append(value)
+            produced += 1
+            if len(batch) >= batch_size:
+                self.engine.process(plan.index, batch)
+                yield batch
+                batch = []
+            value = gen.apply(value)
+        if batch:
+            self.engine.process(plan.index, batch)
+            yield batch
+
+    def result(self) -> RunResult:
+        outputs = {
+            p.name: list(s.payloads) for p, s in zip(self.plan.sinks, self.sinks, strict=True)
+        }
+        states = {name: dict(store.states) for name, store in self.engine.states.items()}
+        return RunResult(
+            outputs,
+            tuple(self.engine.dead_letters.records),
+            self.engine.statistics(),
+            states,
+            self.plan,
+        )
+
+
+def run(
+    app: Any,
+    inputs: Mapping[str, Iterable[Any]] | None = None,
+    *,
+    args: Iterable[str] = (),
+    clock: Clock | None = None,
+    batch_size: int = 1024,
+    gen_limit: int = 100_000,
+    key_groups: int = DEFAULT_KEY_GROUPS,
+    dead_letter_path: str | None = None,
+) -> RunResult:
+    """Run ``app`` over ``inputs`` (items per source name) and return what came out.
+
+    Sources are fed in turn, one batch of ``batch_size`` from each, so merged pipelines see
+    their inputs interleaved. Generator sources run until they return ``None`` or produced
+    ``gen_limit`` values.
+    """
+    harness = Harness(
+        app, args, clock=clock, key_groups=key_groups, dead_letter_path=dead_letter_path
+    )
+    inputs = dict(inputs or {})
+    feeds: list[tuple[SourcePlan, Iterator[Any]]] = []
+    for name, items in inputs.items():
+        plan = harness._source(name)
+        if isinstance(plan.config, GenSourceConfig):
+            raise ValueError(f"source {name!r} is a generator source; it takes no inputs")
+        feeds.append((plan, iter(items)))
+    feeds.extend(
+        (plan, iter(harness._generated(plan, gen_limit, batch_size)))
+        for plan in harness.plan.sources
+        if isinstance(plan.config, GenSourceConfig)
+    )
+    while feeds:
+        remaining = []
+        for plan, it in feeds:
+            if isinstance(plan.config, GenSourceConfig):
+                if next(it, None) is not None:
+                    remaining.append((plan, it))
+                continue
+            batch = list(itertools.islice(it, batch_size))
+            if batch:
+                harness.push(plan.index, batch, batch_size=batch_size)
+                remaining.append((plan, it))
+        feeds = remaining
+    return harness.result()
