@@ -1,10 +1,10 @@
 """The seed generation's ApplicationBuilder: structure, semantics and misuse."""
 
 import pytest
-from apps import Count, plain, seed_count, split, text, text_payload, upper
 
 import wallaroo
 import wallaroo.experimental as wx
+from apps import Count, plain, seed_count, split, text, text_payload, upper
 from wallaroo import WallarooParameterError
 from wallaroo.testing import run
 
@@ -17,7 +17,7 @@ def builder():
 
 
 def test_methods_chain_and_build_an_application():
-    app = (builder().new_pipeline("p", "in").to(upper).to_sink("out").build())
+    app = builder().new_pipeline("p", "in").to(upper).to_sink("out").build()
     assert app.name == "app"
     assert [c.name for c in app.source_connectors] == ["in"]
     assert [c.port for c in app.sink_connectors] == [7200]
@@ -40,8 +40,7 @@ def test_default_ports_follow_declaration_order_and_explicit_ports_stay():
 
 def test_to_stateful_is_one_shared_state_across_pipelines():
     ab = builder()
-    ab.source_connector("in2", encoder=wx.stream_message_encoder(lambda x: x),
-                        decoder=text_payload)
+    ab.source_connector("in2", encoder=wx.stream_message_encoder(lambda x: x), decoder=text_payload)
     ab.new_pipeline("p1", "in").to_stateful(seed_count, Count, "shared").to_sink("out")
     ab.new_pipeline("p2", "in2").to_stateful(seed_count, Count, "shared").done()
     result = run(ab.build(), inputs={"in": [b"a", b"b"], "in2": [b"c"]})
@@ -54,8 +53,9 @@ def test_to_stateful_is_one_shared_state_across_pipelines():
 def test_to_state_partition_with_and_without_key_list():
     for keys in (None, ["a", "b"]):
         ab = builder().new_pipeline("p", "in").to(split)
-        ab.to_state_partition(seed_count, Count, "by letter", wallaroo.partition(lambda s: s[0]),
-                              keys)
+        ab.to_state_partition(
+            seed_count, Count, "by letter", wallaroo.partition(lambda s: s[0]), keys
+        )
         result = run(ab.to_sink("out").build(), inputs={"in": [b"ab ac ba zz"]})
         assert result.outputs["out"] == [b"ab:1", b"ac:2", b"ba:1", b"zz:1"]
         assert set(result.states["by letter"]) == {"a", "b", "z"}
@@ -75,6 +75,7 @@ def test_tcp_configs_in_the_builder():
 
 # -- misuse ----------------------------------------------------------------------------------
 
+
 def test_step_before_new_pipeline():
     with pytest.raises(WallarooParameterError, match=r"to\(\) must follow new_pipeline"):
         builder().to(upper)
@@ -82,8 +83,9 @@ def test_step_before_new_pipeline():
 
 def test_stage_after_to_sink():
     ab = builder().new_pipeline("p", "in").to_sink("out")
-    with pytest.raises(WallarooParameterError,
-                       match=r"to\(\) cannot follow the end of pipeline 'p'.*new_pipeline"):
+    with pytest.raises(
+        WallarooParameterError, match=r"to\(\) cannot follow the end of pipeline 'p'.*new_pipeline"
+    ):
         ab.to(upper)
 
 
@@ -109,16 +111,18 @@ def test_state_name_reused_with_another_class():
     ab = builder().new_pipeline("p", "in").to_stateful(seed_count, Count, "s").done()
     ab.source_connector("in2", encoder=plain, decoder=text_payload)
     ab.new_pipeline("q", "in2").to_stateful(seed_count, Other, "s").to_sink("out")
-    with pytest.raises(WallarooParameterError,
-                       match="state 's' is used with two state classes.*its own name"):
+    with pytest.raises(
+        WallarooParameterError, match="state 's' is used with two state classes.*its own name"
+    ):
         ab.build()
 
 
 def test_partition_keys_must_agree_and_be_unique():
     part = wallaroo.partition(lambda s: s)
     with pytest.raises(WallarooParameterError, match="must be unique; repeated: 'a'"):
-        builder().new_pipeline("p", "in").to_state_partition(seed_count, Count, "s", part,
-                                                             ["a", "a"])
+        builder().new_pipeline("p", "in").to_state_partition(
+            seed_count, Count, "s", part, ["a", "a"]
+        )
     ab = builder().new_pipeline("p", "in").to_state_partition(seed_count, Count, "s", part, ["a"])
     ab.done()
     ab.source_connector("in2", encoder=plain, decoder=text_payload)

@@ -32,7 +32,12 @@ def test_tcp_source_config_seed_form():
 def test_tcp_source_config_later_form():
     c = wallaroo.TCPSourceConfig("in", "127.0.0.1", 7010, dec, True, 4, 1024, 7)
     assert (c.name, c.port, c.parallelism, c.max_size, c.max_received_count) == (
-        "in", 7010, 4, 1024, 7)
+        "in",
+        7010,
+        4,
+        1024,
+        7,
+    )
     c2 = wallaroo.TCPSourceConfig(name="in", host="h", port=1, decoder=dec)
     assert c2.name == "in"
     c3 = wallaroo.TCPSourceConfig("h", 1, dec, name="named")
@@ -61,7 +66,11 @@ def test_gen_source_config_both_forms():
 def test_connector_configs_defaults():
     src = wx.SourceConnectorConfig("feed", encoder=enc, decoder=dec, port=7100)
     assert (src.cookie, src.max_credits, src.refill_credits, src.host) == (
-        "", 4096, 1024, "127.0.0.1")
+        "",
+        4096,
+        1024,
+        "127.0.0.1",
+    )
     sink = wx.SinkConnectorConfig("out", enc, dec, 7200, "Dragons-Love-Tacos")
     assert (sink.cookie, sink.host) == ("Dragons-Love-Tacos", "127.0.0.1")
     with pytest.raises(WallarooParameterError, match="refill_credits"):
@@ -69,10 +78,19 @@ def test_connector_configs_defaults():
 
 
 def test_tcp_parse_addrs_both_forms():
-    args = ["prog", "--in", "Split and Count@127.0.0.1:7010,127.0.0.1:7011", "-o",
-            "127.0.0.1:7002", "--unknown", "x"]
+    args = [
+        "prog",
+        "--in",
+        "Split and Count@127.0.0.1:7010,127.0.0.1:7011",
+        "-o",
+        "127.0.0.1:7002",
+        "--unknown",
+        "x",
+    ]
     assert wallaroo.tcp_parse_input_addrs(args) == [
-        ("Split and Count", "127.0.0.1", "7010"), ("127.0.0.1", "7011")]
+        ("Split and Count", "127.0.0.1", "7010"),
+        ("127.0.0.1", "7011"),
+    ]
     assert wallaroo.tcp_parse_output_addrs(args) == [("127.0.0.1", "7002")]
 
 

@@ -56,21 +56,24 @@ def test_multi_variants():
     assert split.multi and m.multi and not m.returns_persist
 
 
-@pytest.mark.parametrize(("decorator", "arity"), [
-    (wallaroo.computation(name="c"), 1),
-    (wallaroo.computation_multi(name="c"), 1),
-    (wallaroo.state_computation(name="s"), 2),
-    (wallaroo.state_computation(name="s", state=Total), 2),
-    (wallaroo.state_computation_multi(name="s"), 2),
-    (wallaroo.key_extractor, 1),
-    (wallaroo.partition, 1),
-    (wallaroo.decoder(header_length=4, length_fmt=">I"), 1),
-    (wallaroo.encoder, 1),
-    (wx.stream_message_encoder, 1),
-    (wx.stream_message_decoder, 1),
-    (wx.octet_message_encoder, 1),
-    (wx.octet_message_decoder, 1),
-])
+@pytest.mark.parametrize(
+    ("decorator", "arity"),
+    [
+        (wallaroo.computation(name="c"), 1),
+        (wallaroo.computation_multi(name="c"), 1),
+        (wallaroo.state_computation(name="s"), 2),
+        (wallaroo.state_computation(name="s", state=Total), 2),
+        (wallaroo.state_computation_multi(name="s"), 2),
+        (wallaroo.key_extractor, 1),
+        (wallaroo.partition, 1),
+        (wallaroo.decoder(header_length=4, length_fmt=">I"), 1),
+        (wallaroo.encoder, 1),
+        (wx.stream_message_encoder, 1),
+        (wx.stream_message_decoder, 1),
+        (wx.octet_message_encoder, 1),
+        (wx.octet_message_decoder, 1),
+    ],
+)
 def test_wrong_arity_is_refused_at_decoration_time(decorator, arity):
     def wrong(a, b, c):
         return a
@@ -97,6 +100,7 @@ def test_defaults_and_star_args_are_accepted():
 
 def test_required_keyword_only_parameter_is_refused():
     with pytest.raises(wallaroo.WallarooParameterError, match="keyword-only parameter 'k'"):
+
         @wallaroo.computation(name="kw")
         def kw(a, *, k):
             return a

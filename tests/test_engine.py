@@ -5,9 +5,9 @@ import random
 import zlib
 
 import pytest
-from apps import Count, count, first_letter, seed_count, split, tcp_sink, tcp_source
 
 import wallaroo
+from apps import Count, count, first_letter, seed_count, split, tcp_sink, tcp_source
 from wallaroo.engine.keys import key_group
 from wallaroo.engine.state import StateStore
 from wallaroo.plan.compiler import compile_application
@@ -31,15 +31,20 @@ def comp(fn, multi=False, name="c"):
 
 def test_none_filters_at_every_step():
     dec = wallaroo.decoder(header_length=4, length_fmt=">I")(lambda b: None if b == b"x" else b)
-    app = wallaroo.build_application("t", wallaroo.source(
-        "p", wallaroo.TCPSourceConfig("in", "h", 1, dec)).to(comp(lambda b: b.decode()))
-        .to(comp(lambda s: None if s == "y" else s)).to_sink(tcp_sink()))
+    app = wallaroo.build_application(
+        "t",
+        wallaroo.source("p", wallaroo.TCPSourceConfig("in", "h", 1, dec))
+        .to(comp(lambda b: b.decode()))
+        .to(comp(lambda s: None if s == "y" else s))
+        .to_sink(tcp_sink()),
+    )
     assert run(app, inputs={"in": [b"x", b"y", b"z"]}).output() == [b"z"]
 
 
 def test_multi_drops_none_elements_and_accepts_empty_and_none():
-    fan = comp(lambda s: None if s == "none" else [] if s == "empty" else [s, None, s + "2"],
-               multi=True)
+    fan = comp(
+        lambda s: None if s == "none" else [] if s == "empty" else [s, None, s + "2"], multi=True
+    )
     result = run(app_of(to(fan)), inputs={"in": [b"none", b"empty", b"a"]})
     assert result.output() == [b"a", b"a2"]
     assert result.dead_letters == ()
@@ -60,8 +65,7 @@ def test_an_exception_in_user_code_kills_only_that_message():
             raise ValueError("no booms")
         return s
 
-    result = run(app_of(to(comp(explode, name="explode"))),
-                 inputs={"in": [b"a", b"boom", b"b"]})
+    result = run(app_of(to(comp(explode, name="explode"))), inputs={"in": [b"a", b"boom", b"b"]})
     assert result.output() == [b"a", b"b"]
     (letter,) = result.dead_letters
     assert (letter.stage, letter.error_type) == ("explode", "ValueError")
@@ -106,8 +110,10 @@ def test_state_objects_are_created_by_calling_the_class_with_no_arguments():
             self.n = 0
 
     c = wallaroo.state_computation(name="tracked", state=Tracked)(lambda d, s: d)
-    result = run(app_of(to(split), lambda p: p.key_by(first_letter), to(c)),
-                 inputs={"in": [b"aa ab ba bb ca"]})
+    result = run(
+        app_of(to(split), lambda p: p.key_by(first_letter), to(c)),
+        inputs={"in": [b"aa ab ba bb ca"]},
+    )
     assert len(made) == 3
     assert set(result.states["tracked"]) == {"a", "b", "c"}
 
@@ -125,8 +131,10 @@ def test_a_failing_state_constructor_is_a_dead_letter():
 
 def test_encoders_str_none_and_bad_types():
     enc = wallaroo.encoder(lambda s: None if s == "skip" else 5 if s == "int" else s)
-    result = run(app_of(sink=wallaroo.TCPSinkConfig("h", 1, enc)),
-                 inputs={"in": [b"a", b"skip", b"int", b"b"]})
+    result = run(
+        app_of(sink=wallaroo.TCPSinkConfig("h", 1, enc)),
+        inputs={"in": [b"a", b"skip", b"int", b"b"]},
+    )
     assert result.output() == [b"a", b"b"]
     (letter,) = result.dead_letters
     assert letter.stage == "encoder of sink h:1"
@@ -137,15 +145,15 @@ def test_encoder_exception_names_the_sink():
     def enc(s):
         raise KeyError(s)
 
-    result = run(app_of(sink=wallaroo.TCPSinkConfig("h", 9, wallaroo.encoder(enc))),
-                 inputs={"in": [b"a"]})
+    result = run(
+        app_of(sink=wallaroo.TCPSinkConfig("h", 9, wallaroo.encoder(enc))), inputs={"in": [b"a"]}
+    )
     assert result.dead_letters[0].stage == "encoder of sink h:9"
 
 
 def test_key_extractor_failures_and_int_keys():
     ke = wallaroo.key_extractor(lambda s: 1 / 0 if s == "z" else ord(s[0]))
-    result = run(app_of(to(split), lambda p: p.key_by(ke), to(count)),
-                 inputs={"in": [b"a z b a"]})
+    result = run(app_of(to(split), lambda p: p.key_by(ke), to(count)), inputs={"in": [b"a z b a"]})
     assert result.output() == [b"a:1", b"b:1", b"a:2"]
     assert result.dead_letters[0].stage.startswith("key_by(")
     assert set(result.states["count"]) == {"a", "b"}
@@ -158,8 +166,20 @@ def test_dead_letters_carry_stream_and_message_ids_and_go_to_a_jsonl_file(tmp_pa
     h.engine.dead_letters.close()
     (line,) = path.read_text().splitlines()
     record = json.loads(line)
-    assert set(record) == {"time", "worker", "pipeline", "stage", "stream_id", "message_id", "key",
-                           "error_type", "message", "traceback", "payload", "payload_encoding"}
+    assert set(record) == {
+        "time",
+        "worker",
+        "pipeline",
+        "stage",
+        "stream_id",
+        "message_id",
+        "key",
+        "error_type",
+        "message",
+        "traceback",
+        "payload",
+        "payload_encoding",
+    }
     assert (record["stream_id"], record["message_id"]) == (77, 11)
     assert record["stage"] == "decoder text"
     assert record["error_type"] == "UnicodeDecodeError"
@@ -172,9 +192,11 @@ def test_dead_letters_carry_stream_and_message_ids_and_go_to_a_jsonl_file(tmp_pa
 def test_per_key_order_is_kept_across_many_batches_and_keys():
     rng = random.Random(1)
     words = [f"{rng.choice('abcdefghij')}{i}" for i in range(5000)]
-    result = run(app_of(to(split), lambda p: p.key_by(first_letter), to(count)),
-                 inputs={"in": [" ".join(words[i:i + 7]).encode() for i in range(0, 5000, 7)]},
-                 batch_size=13)
+    result = run(
+        app_of(to(split), lambda p: p.key_by(first_letter), to(count)),
+        inputs={"in": [" ".join(words[i : i + 7]).encode() for i in range(0, 5000, 7)]},
+        batch_size=13,
+    )
     seen = {}
     for out in result.output():
         word, n = out.decode().split(":")
@@ -221,15 +243,16 @@ def test_stateless_chains_are_fused_into_one_segment():
     (segment,) = plan.segments
     assert [op.name for op in segment.ops] == ["decoder text", "u", "split"]
     assert "segment 0 [source] decoder text -> u -> split => sinks '127.0.0.1:7002'" in (
-        plan.describe())
+        plan.describe()
+    )
 
 
 def test_statistics_count_messages_and_keys():
-    result = run(app_of(to(split), lambda p: p.key_by(first_letter), to(count)),
-                 inputs={"in": [b"ab ac bd"]})
+    result = run(
+        app_of(to(split), lambda p: p.key_by(first_letter), to(count)), inputs={"in": [b"ab ac bd"]}
+    )
     stats = result.statistics
     assert [(s.messages_in, s.messages_out) for s in stats.segments] == [(1, 3), (3, 3)]
     assert stats.states[0].keys == 2
     assert stats.sinks[0].messages == 3
     assert stats.sinks[0].bytes == len(b"ab:1ac:2bd:1")
-

@@ -1,9 +1,9 @@
 """The later generation's pipeline API."""
 
 import pytest
-from apps import count, first_letter, split, tcp_sink, tcp_source, text, upper
 
 import wallaroo
+from apps import count, first_letter, split, tcp_sink, tcp_source, text, upper
 from wallaroo import WallarooParameterError
 from wallaroo.testing import run
 
@@ -28,16 +28,28 @@ def test_a_partial_pipeline_can_be_reused():
 
 def test_key_by_and_state():
     app = wallaroo.build_application(
-        "a", wallaroo.source("p", tcp_source()).to(split).key_by(first_letter).to(count)
-        .to_sink(tcp_sink()))
+        "a",
+        wallaroo.source("p", tcp_source())
+        .to(split)
+        .key_by(first_letter)
+        .to(count)
+        .to_sink(tcp_sink()),
+    )
     result = run(app, inputs={"in": [b"ab ac ba ab"]})
     assert result.output() == [b"ab:1", b"ac:2", b"ba:1", b"ab:3"]
 
 
 def test_collect_sends_everything_to_one_state():
     app = wallaroo.build_application(
-        "a", wallaroo.source("p", tcp_source()).to(split).key_by(first_letter).to(upper)
-        .collect().to(count).to_sink(tcp_sink()))
+        "a",
+        wallaroo.source("p", tcp_source())
+        .to(split)
+        .key_by(first_letter)
+        .to(upper)
+        .collect()
+        .to(count)
+        .to_sink(tcp_sink()),
+    )
     result = run(app, inputs={"in": [b"ab cd ef"]})
     assert result.output() == [b"AB:1", b"CD:2", b"EF:3"]
     assert list(result.states["count"]) == [""]
@@ -45,7 +57,8 @@ def test_collect_sends_everything_to_one_state():
 
 def test_state_without_key_by_uses_the_source_key():
     app = wallaroo.build_application(
-        "a", wallaroo.source("p", tcp_source()).to(count).to_sink(tcp_sink()))
+        "a", wallaroo.source("p", tcp_source()).to(count).to_sink(tcp_sink())
+    )
     result = run(app, inputs={"in": [b"x", b"y"]})
     assert result.output() == [b"x:1", b"y:2"]
     assert list(result.states["count"]) == ["in"]
@@ -68,14 +81,19 @@ def test_unkeyed_merge_runs_later_stateless_steps_on_both_inputs():
 
 
 def test_to_sinks_sends_every_output_to_every_sink():
-    sinks = [wallaroo.TCPSinkConfig("127.0.0.1", 1, wallaroo.encoder(lambda s: s + "!")),
-             wallaroo.TCPSinkConfig("127.0.0.1", 2, wallaroo.encoder(lambda s: s + "?"))]
+    sinks = [
+        wallaroo.TCPSinkConfig("127.0.0.1", 1, wallaroo.encoder(lambda s: s + "!")),
+        wallaroo.TCPSinkConfig("127.0.0.1", 2, wallaroo.encoder(lambda s: s + "?")),
+    ]
     app = wallaroo.build_application("s", wallaroo.source("p", tcp_source()).to_sinks(sinks))
     assert run(app, inputs={"in": [b"a", b"b"]}).outputs == {
-        "127.0.0.1:1": [b"a!", b"b!"], "127.0.0.1:2": [b"a?", b"b?"]}
+        "127.0.0.1:1": [b"a!", b"b!"],
+        "127.0.0.1:2": [b"a?", b"b?"],
+    }
 
 
 # -- misuse ----------------------------------------------------------------------------------
+
 
 def test_stage_after_to_sink():
     closed = wallaroo.source("p", tcp_source()).to_sink(tcp_sink())
@@ -84,8 +102,9 @@ def test_stage_after_to_sink():
 
 
 def test_build_application_on_an_open_pipeline():
-    with pytest.raises(WallarooParameterError,
-                       match="an application must end with to_sink/s.*call .to_sink"):
+    with pytest.raises(
+        WallarooParameterError, match="an application must end with to_sink/s.*call .to_sink"
+    ):
         wallaroo.build_application("a", wallaroo.source("p", tcp_source()).to(upper))
 
 

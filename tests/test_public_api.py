@@ -8,20 +8,54 @@ import wallaroo.experimental
 import wallaroo.testing
 
 WALLAROO = {
-    "ApplicationBuilder", "GenSourceConfig", "Pipeline", "TCPSinkConfig", "TCPSourceConfig",
-    "WallarooError", "WallarooParameterError", "__version__", "build_application", "computation",
-    "computation_multi", "decoder", "deserialize", "encoder", "experimental", "key_extractor",
-    "partition", "serialize", "source", "state_computation", "state_computation_multi",
-    "tcp_parse_input_addrs", "tcp_parse_output_addrs",
+    "ApplicationBuilder",
+    "GenSourceConfig",
+    "Pipeline",
+    "TCPSinkConfig",
+    "TCPSourceConfig",
+    "WallarooError",
+    "WallarooParameterError",
+    "__version__",
+    "build_application",
+    "computation",
+    "computation_multi",
+    "decoder",
+    "deserialize",
+    "encoder",
+    "experimental",
+    "key_extractor",
+    "partition",
+    "serialize",
+    "source",
+    "state_computation",
+    "state_computation_multi",
+    "tcp_parse_input_addrs",
+    "tcp_parse_output_addrs",
 }
 EXPERIMENTAL = {
-    "ConnectorError", "ProtocolError", "SinkConnectorConfig", "SourceConnectorConfig",
-    "UnexpectedSocketError", "octet_message_decoder", "octet_message_encoder",
-    "stream_message_decoder", "stream_message_encoder",
+    "ConnectorError",
+    "ProtocolError",
+    "SinkConnectorConfig",
+    "SourceConnectorConfig",
+    "UnexpectedSocketError",
+    "octet_message_decoder",
+    "octet_message_encoder",
+    "stream_message_decoder",
+    "stream_message_encoder",
 }
 TESTING = {"DeadLetter", "Harness", "ListSink", "MockClock", "RunResult", "run"}
-OPTIONAL = ["confluent_kafka", "kafka", "boto3", "botocore", "redis", "pika", "psycopg",
-            "uvloop", "ray", "hypothesis"]
+OPTIONAL = [
+    "confluent_kafka",
+    "kafka",
+    "boto3",
+    "botocore",
+    "redis",
+    "pika",
+    "psycopg",
+    "uvloop",
+    "ray",
+    "hypothesis",
+]
 
 
 def test_wallaroo_names():

@@ -5,17 +5,16 @@ import sys
 import types
 
 import pytest
-from apps import tcp_sink, tcp_source
 
 import wallaroo
 import wallaroo.experimental as wx
+from apps import tcp_sink, tcp_source
 from wallaroo.errors import ConfigurationError, WallarooParameterError
 from wallaroo.testing import Harness, MockClock, run
 
 
 def setup_fn(args):
-    return wallaroo.build_application(
-        "t", wallaroo.source("p", tcp_source()).to_sink(tcp_sink()))
+    return wallaroo.build_application("t", wallaroo.source("p", tcp_source()).to_sink(tcp_sink()))
 
 
 def test_application_by_function_module_module_name_and_object():
@@ -55,10 +54,12 @@ def test_non_bytes_inputs_go_through_the_connector_encoder():
     dec = wx.stream_message_decoder(lambda b: struct.unpack(">I", b)[0])
     out_enc = wx.stream_message_encoder(lambda v: str(v))
     out_dec = wx.stream_message_decoder(lambda b: int(b))
-    app = wallaroo.build_application("t", wallaroo.source(
-        "p", wx.SourceConnectorConfig("feed", enc, dec, 7100))
+    app = wallaroo.build_application(
+        "t",
+        wallaroo.source("p", wx.SourceConnectorConfig("feed", enc, dec, 7100))
         .to(wallaroo.computation(name="inc")(lambda x: x + 1))
-        .to_sink(wx.SinkConnectorConfig("out", out_enc, out_dec, 7200)))
+        .to_sink(wx.SinkConnectorConfig("out", out_enc, out_dec, 7200)),
+    )
     result = run(app, inputs={"feed": [1, 2, struct.pack(">I", 3)]})
     assert result.outputs["out"] == [b"2", b"3", b"4"]
     assert result.decoded("out") == [2, 3, 4]
@@ -76,8 +77,12 @@ def test_generator_sources_stop_at_none_or_limit():
             return None if last + 1 == self.stop else last + 1
 
     def app(stop):
-        return wallaroo.build_application("g", wallaroo.source(
-            "p", wallaroo.GenSourceConfig("gen", Counter(stop))).to_sink(tcp_sink()))
+        return wallaroo.build_application(
+            "g",
+            wallaroo.source("p", wallaroo.GenSourceConfig("gen", Counter(stop))).to_sink(
+                tcp_sink()
+            ),
+        )
 
     assert run(app(5)).output() == [b"0", b"1", b"2", b"3", b"4"]
     assert len(run(app(None), gen_limit=2500, batch_size=1000).output()) == 2500
@@ -94,8 +99,12 @@ def test_mock_clock_timestamps_dead_letters():
     clock = MockClock(start_ns=0)
     clock.advance(1_500_000_000)
     boom = wallaroo.computation(name="boom")(lambda x: 1 / 0)
-    h = Harness(wallaroo.build_application("t", wallaroo.source("p", tcp_source()).to(boom)
-                                           .to_sink(tcp_sink())), clock=clock)
+    h = Harness(
+        wallaroo.build_application(
+            "t", wallaroo.source("p", tcp_source()).to(boom).to_sink(tcp_sink())
+        ),
+        clock=clock,
+    )
     h.push("in", [b"x"])
     assert h.result().dead_letters[0].time == "1970-01-01T00:00:01.500000Z"
     with pytest.raises(ValueError, match="backwards"):

@@ -186,6 +186,11 @@ class SegmentRunner:
         self.dead_letters = 0
 
     @property
+    def needs_keys(self) -> bool:
+        """True when :meth:`run` uses the ``keys`` it is given (else they may be omitted)."""
+        return self._needs_keys
+
+    @property
     def generated_source(self) -> str:
         return self._fused.source
 

@@ -1,0 +1,1 @@
+"""Command-line programs: ``machida``/``machida3`` (the worker) and ``wallaroo``."""

@@ -1,0 +1,143 @@
+"""``machida`` / ``machida3``: run a worker for an application module.
+
+    machida --application-module celsius [worker options] [application arguments]
+
+Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a bad worker option or an application
+that cannot be loaded, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from wallaroo import __version__
+from wallaroo.cli.worker_flags import WorkerFlags, parse_worker_flags
+from wallaroo.errors import ConfigurationError, WallarooParameterError
+from wallaroo.loader import load_application
+from wallaroo.worker.runtime import Worker, WorkerOptions
+
+__all__ = ["main", "run_worker"]
+
+USAGE = """\
+usage: {prog} --application-module MODULE [worker options] [application arguments]
+
+Runs one wallaroo-py worker: imports MODULE, calls application_setup(args) with the command line
+minus the worker options below, and runs its pipelines until SIGINT or SIGTERM.
+
+worker options:
+  --application-module MODULE   module (or path to a .py file) defining application_setup(args)
+  --name, -n NAME               worker name (default: 'initializer' with --cluster-initializer,
+                                else 'worker'); keep it the same across restarts
+  --cluster-initializer, -t     this worker initializes the cluster
+  --worker-count, -w, --workers N
+                                number of workers (the embedded backend runs 1)
+  --backend embedded|ray        execution backend (default: embedded)
+  --ray-address ADDRESS         Ray cluster to join (with --backend ray)
+  --resilience-dir, -r DIR      directory for checkpoints and the dead-letter file
+  --run-with-resilience         take periodic checkpoints
+  --time-between-checkpoints NS checkpoint interval in nanoseconds (default 1000000000)
+  --recover-from-previous-checkpoint
+                                start from the previous checkpoint if the latest is damaged
+  --metrics, -m HOST:PORT       metrics hub address
+  --metrics-http HOST:PORT      serve metrics over HTTP
+  --control -c, --data -d, --my-control -x, --my-data -y, --join -j HOST:PORT
+                                cluster addresses of the original (ignored by the embedded backend)
+  --external, -e HOST:PORT      external channel address
+  --stop-pause, -u NS           pause before migration
+  --log-rotation                rotate logs on request
+  --ponythreads N, --pony*      Pony runtime flags of the original: accepted and ignored
+  --help, -h                    show this help
+  --version                     show the version
+
+application arguments: everything else, e.g. --in name@host:port,... --out host:port
+Set WALLAROO_LOG_LEVEL=DEBUG for more detail.
+"""
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("WALLAROO_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _notices(flags: WorkerFlags, log: logging.Logger) -> None:
+    cluster = flags.cluster_flags_given()
+    if cluster:
+        log.info(
+            "cluster options %s are ignored: the embedded backend runs one worker",
+            ", ".join(cluster),
+        )
+    if flags.metrics or flags.external or flags.metrics_http:
+        log.info(
+            "--metrics, --metrics-http and --external are accepted and ignored in this version"
+        )
+    if flags.run_with_resilience:
+        log.warning(
+            "--run-with-resilience: checkpoints are not implemented in this version "
+            "yet; running without resilience (at-least-once connectors, no replay)"
+        )
+
+
+async def run_worker(worker: Worker) -> None:
+    """Run ``worker`` until SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Entry point of ``machida``; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or os.path.basename(sys.argv[0] or "machida")
+    try:
+        flags = parse_worker_flags(args)
+    except ConfigurationError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if flags.help:
+        print(USAGE.format(prog=prog))
+        return 0
+    if flags.version:
+        print(f"{prog} (wallaroo-py) {__version__}")
+        return 0
+    _setup_logging()
+    log = logging.getLogger("wallaroo.worker")
+    assert flags.application_module is not None
+    try:
+        loaded = load_application(flags.application_module, [prog, *flags.app_args])
+        options = WorkerOptions(
+            name=flags.worker_name,
+            resilience_dir=flags.resilience_dir,
+            run_with_resilience=flags.run_with_resilience,
+            time_between_checkpoints_ns=flags.time_between_checkpoints,
+        )
+        worker = Worker(loaded, options, log=log)
+    except (ConfigurationError, WallarooParameterError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    _notices(flags, log)
+    try:
+        asyncio.run(run_worker(worker))
+    except ConfigurationError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The worker process: the engine inside one asyncio event loop, with its sources and sinks."""

@@ -1,0 +1,294 @@
+"""Sinks of the worker: TCP sinks and connector sinks. The worker connects out to both.
+
+Both keep connecting (with back-off) until their peer is up, and reconnect when it goes away.
+Output produced while there is no connection waits in a bounded buffer; past its high-water mark
+the worker's :class:`~wallaroo.worker.flow.Gate` closes and the sources stop reading, so nothing
+is dropped for lack of room. Bytes already handed to a connection that then breaks may be lost:
+without checkpoints a TCP sink is at-most-once for them (the checkpoint issue adds 2PC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from wallaroo.errors import FrameError, ProtocolError
+from wallaroo.protocol.events import (
+    SinkError,
+    SinkReady,
+    SinkRestarted,
+    StreamAccepted,
+    UncommittedReported,
+    VoteReceived,
+)
+from wallaroo.protocol.sink_session import WorkerSinkSession
+from wallaroo.worker.flow import Gate
+
+__all__ = ["ConnectorSinkOutput", "SinkOutput", "SinkOutputStatistics", "TCPSinkOutput"]
+
+HIGH_WATER = 8 * 1024 * 1024
+LOW_WATER = 1024 * 1024
+_rtags = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkOutputStatistics:
+    name: str
+    address: str
+    connected: bool
+    connects: int
+    buffered_bytes: int
+    bytes_written: int
+
+
+class SinkOutput(asyncio.Protocol):
+    """A reconnecting outgoing connection with a bounded buffer (a ``SinkPort``)."""
+
+    kind = "sink"
+
+    def __init__(self, name: str, host: str, port: int, gate: Gate, log: logging.Logger) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self._gate = gate
+        self._log = log
+        self._transport: asyncio.Transport | None = None
+        self._ready = False
+        self._writing_paused = False
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._lost: asyncio.Future[None] | None = None
+        self._stopping = False
+        self._connects = 0
+        self._written = 0
+        self._blocking = False
+
+    # -- SinkPort -----------------------------------------------------------------------------
+    def write(self, payloads: list[bytes]) -> None:
+        """Queue encoded outputs; they are sent as soon as the connection is ready."""
+        if self._ready and not self._writing_paused and not self._pending:
+            self._send(payloads)
+            return
+        self._pending.extend(payloads)
+        self._pending_bytes += sum(map(len, payloads))
+        self._update_water()
+
+    def _send(self, payloads: list[bytes]) -> None:
+        data = self._frame(payloads)
+        self._written += len(data)
+        assert self._transport is not None
+        self._transport.write(data)
+
+    def _frame(self, payloads: list[bytes]) -> bytes:
+        return b"".join(payloads)
+
+    def _flush(self) -> None:
+        if self._pending and self._ready and not self._writing_paused:
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            self._send(pending)
+        self._update_water()
+
+    def _update_water(self) -> None:
+        buffered = self.buffered_bytes
+        if not self._blocking and (buffered > HIGH_WATER or self._writing_paused):
+            self._blocking = True
+            self._gate.block(self.name)
+        elif self._blocking and buffered <= LOW_WATER and not self._writing_paused:
+            self._blocking = False
+            self._gate.unblock(self.name)
+
+    @property
+    def buffered_bytes(self) -> int:
+        transport = self._transport
+        in_transport = transport.get_write_buffer_size() if transport is not None else 0
+        return self._pending_bytes + in_transport
+
+    # -- connection life ----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, and reconnect after every loss, until :meth:`stop`."""
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        waiting_logged = False
+        while not self._stopping:
+            try:
+                transport, _ = await loop.create_connection(lambda: self, self.host, self.port)
+            except OSError as exc:
+                if not waiting_logged:
+                    self._log.info(
+                        "waiting for %s '%s' at %s:%d (%s); retrying",
+                        self.kind,
+                        self.name,
+                        self.host,
+                        self.port,
+                        exc.strerror or exc,
+                    )
+                    waiting_logged = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if self.stopping():  # stopped while connecting
+                transport.close()
+                break
+            delay = 0.05
+            waiting_logged = False
+            lost = self._lost
+            if lost is not None:
+                await lost
+            if not self._stopping:
+                self._log.warning(
+                    "lost the connection to %s '%s' at %s:%d; reconnecting",
+                    self.kind,
+                    self.name,
+                    self.host,
+                    self.port,
+                )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(high=4 * 1024 * 1024)
+        self._lost = asyncio.get_running_loop().create_future()
+        self._connects += 1
+        self._log.info("connected to %s '%s' at %s:%d", self.kind, self.name, self.host, self.port)
+        self._connected()
+
+    def _connected(self) -> None:
+        self._ready = True
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._ready = False
+        self._writing_paused = False
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        self._update_water()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_water()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._flush()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything queued is written (or ``timeout``); True if it was."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.buffered_bytes and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return not self.buffered_bytes
+
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._transport is not None:
+            self._transport.close()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+
+    def statistics(self) -> SinkOutputStatistics:
+        return SinkOutputStatistics(
+            self.name,
+            f"{self.host}:{self.port}",
+            self._ready,
+            self._connects,
+            self.buffered_bytes,
+            self._written,
+        )
+
+
+class TCPSinkOutput(SinkOutput):
+    """Writes each output's bytes as they are (the encoder does any framing)."""
+
+    kind = "TCP sink"
+
+    def data_received(self, data: bytes) -> None:
+        """A TCP sink does not expect replies; anything the peer sends is ignored."""
+
+
+class ConnectorSinkOutput(SinkOutput):
+    """Speaks the connector protocol to a sink connector (the worker is the client)."""
+
+    kind = "sink connector"
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        gate: Gate,
+        log: logging.Logger,
+        session: WorkerSinkSession,
+    ) -> None:
+        super().__init__(name, host, port, gate, log)
+        self.session = session
+        self._got_ok = self._got_stream = self._got_list = False
+
+    def _frame(self, payloads: list[bytes]) -> bytes:
+        return self.session.payloads(payloads)
+
+    def _connected(self) -> None:
+        self._got_ok = self._got_stream = self._got_list = False
+        assert self._transport is not None
+        self._transport.write(self.session.intro(next(_rtags)))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.session.receive(data)
+        except (ProtocolError, FrameError) as exc:
+            self._log.error(
+                "sink connector '%s' broke the protocol: %s; reconnecting", self.name, exc
+            )
+            self._abort(exc)
+            return
+        for event in events:
+            self._handle(event)
+        if not self._ready and self._got_ok and self._got_stream and self._got_list:
+            self._ready = True
+            self._flush()
+
+    def _handle(self, event: Any) -> None:
+        if isinstance(event, SinkReady):
+            self._got_ok = True
+        elif isinstance(event, StreamAccepted):
+            self._got_stream = True
+        elif isinstance(event, UncommittedReported):
+            # Without checkpoints nothing can be committed: abort what the sink still holds.
+            for txn_id in event.txn_ids:
+                self._log.warning(
+                    "sink connector '%s' holds uncommitted transaction %s; aborting it",
+                    self.name,
+                    txn_id,
+                )
+                if self._transport is not None:
+                    self._transport.write(self.session.phase2(txn_id, commit=False))
+            self._got_list = True
+        elif isinstance(event, SinkError):
+            self._log.error("sink connector '%s' sent an error: %s", self.name, event.message)
+            self._abort(None)
+        elif isinstance(event, SinkRestarted):
+            self._log.info("sink connector '%s' asked for a restart", self.name)
+            self._abort(None)
+        elif isinstance(event, VoteReceived):
+            self._log.warning(
+                "sink connector '%s' voted on %s outside a checkpoint; ignored",
+                self.name,
+                event.txn_id,
+            )
+
+    def _abort(self, exc: Exception | None) -> None:
+        transport = self._transport
+        if transport is not None:
+            if exc is not None:
+                transport.write(self.session.error(str(exc)))
+            transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.connection_lost()
+        super().connection_lost(exc)

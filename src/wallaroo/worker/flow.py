@@ -1,0 +1,80 @@
+"""Backpressure between sinks and sources.
+
+Every sink reports when its output buffer crosses its high-water mark. While any sink is over it,
+the :class:`Gate` is closed: ingress transports stop reading (so TCP pushes back on the senders,
+and connectors run out of credits) and generator sources wait. Memory stays bounded whatever the
+sources do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Gate", "GateStatistics"]
+
+
+class Pausable(Protocol):
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GateStatistics:
+    open: bool
+    blockers: tuple[str, ...]
+    paused_transports: int
+    times_closed: int
+
+
+class Gate:
+    """Open while no sink is over its high-water mark."""
+
+    def __init__(self) -> None:
+        self._blockers: set[str] = set()
+        self._paused: set[Pausable] = set()
+        self._opened = asyncio.Event()
+        self._opened.set()
+        self._times_closed = 0
+
+    @property
+    def is_open(self) -> bool:
+        return not self._blockers
+
+    def block(self, who: str) -> None:
+        """``who`` is over its high-water mark."""
+        if not self._blockers:
+            self._opened.clear()
+            self._times_closed += 1
+        self._blockers.add(who)
+
+    def unblock(self, who: str) -> None:
+        """``who`` drained below its low-water mark."""
+        self._blockers.discard(who)
+        if not self._blockers:
+            self._opened.set()
+            paused, self._paused = self._paused, set()
+            for transport in paused:
+                if not transport.is_closing():
+                    transport.resume_reading()
+
+    def hold(self, transport: Pausable) -> None:
+        """Pause ``transport`` until the gate opens (no-op while it is open)."""
+        if self._blockers and transport not in self._paused:
+            transport.pause_reading()
+            self._paused.add(transport)
+
+    def forget(self, transport: Pausable) -> None:
+        self._paused.discard(transport)
+
+    async def wait_open(self) -> None:
+        await self._opened.wait()
+
+    def statistics(self) -> GateStatistics:
+        return GateStatistics(
+            self.is_open, tuple(sorted(self._blockers)), len(self._paused), self._times_closed
+        )

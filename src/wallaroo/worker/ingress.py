@@ -1,0 +1,376 @@
+"""Sources of the worker: connector sources and framed TCP sources listen, generators run.
+
+Each connection is an :class:`asyncio.Protocol`: bytes arrive in ``data_received``, are cut into
+a batch, and the batch goes through the engine before the callback returns. A connection whose
+peer misbehaves is answered (an ERROR frame for connectors), logged in one line and closed; the
+worker and its other connections carry on.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wallaroo.configs import GenSourceConfig, SourceConnectorConfig, TCPSourceConfig
+from wallaroo.decorators import Decoder
+from wallaroo.engine.local import LocalEngine
+from wallaroo.plan.physical import SourcePlan
+from wallaroo.protocol.events import Messages, SessionClosed, StreamClosed, StreamOpened
+from wallaroo.protocol.source_session import SourceSession
+from wallaroo.protocol.stream_registry import StreamRegistry
+from wallaroo.worker.flow import Gate
+
+__all__ = ["ConnectorSourceListener", "GeneratorSource", "IngressStatistics", "TCPSourceListener"]
+
+GENERATOR_BATCH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class IngressStatistics:
+    name: str
+    kind: str
+    address: str
+    connections: int
+    connections_total: int
+    messages: int
+    errors: int
+
+
+class _Listener(abc.ABC):
+    kind = "source"
+
+    def __init__(
+        self,
+        plan: SourcePlan,
+        engine: LocalEngine,
+        gate: Gate,
+        log: logging.Logger,
+        max_frame_size: int,
+    ) -> None:
+        self.plan = plan
+        self.engine = engine
+        self.gate = gate
+        self.log = log
+        self.max_frame_size = max_frame_size
+        self.runner = engine.source_runner(plan.index)
+        self.server: asyncio.Server | None = None
+        self.address = ("", 0)
+        self.connections: set[asyncio.BaseProtocol] = set()
+        self.connections_total = 0
+        self.messages = 0
+        self.errors = 0
+
+    @abc.abstractmethod
+    def _protocol(self) -> asyncio.Protocol:
+        """A protocol object for one new connection."""
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._protocol, host, port, reuse_address=True)
+        sock = self.server.sockets[0]
+        self.address = sock.getsockname()[:2]
+        return self.address
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for conn in list(self.connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.close()
+            await self.server.wait_closed()
+
+    def statistics(self) -> IngressStatistics:
+        return IngressStatistics(
+            self.plan.name,
+            self.kind,
+            f"{self.address[0]}:{self.address[1]}",
+            len(self.connections),
+            self.connections_total,
+            self.messages,
+            self.errors,
+        )
+
+
+class ConnectorSourceListener(_Listener):
+    """Listens for connector processes and speaks protocol v3 with each (worker side)."""
+
+    kind = "connector source"
+
+    def __init__(
+        self,
+        plan: SourcePlan,
+        engine: LocalEngine,
+        gate: Gate,
+        log: logging.Logger,
+        max_frame_size: int,
+    ) -> None:
+        super().__init__(plan, engine, gate, log, max_frame_size)
+        config = plan.config
+        assert isinstance(config, SourceConnectorConfig)
+        self.config = config
+        self.registry = StreamRegistry()
+
+    def _protocol(self) -> asyncio.Protocol:
+        return _ConnectorConnection(self)
+
+    def new_session(self) -> SourceSession:
+        c = self.config
+        return SourceSession(
+            cookie=c.cookie,
+            max_credits=c.max_credits,
+            refill_credits=c.refill_credits,
+            registry=self.registry,
+            max_frame_size=self.max_frame_size,
+        )
+
+
+class _ConnectorConnection(asyncio.Protocol):
+    def __init__(self, listener: ConnectorSourceListener) -> None:
+        self.listener = listener
+        self.session = listener.new_session()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.process = listener.runner.run
+        self.needs_keys = listener.runner.needs_keys
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.listener.connections.add(self)
+        self.listener.connections_total += 1
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        for event in session.receive(data):
+            if type(event) is Messages:
+                self._deliver(event)
+            elif isinstance(event, SessionClosed):
+                self._closed(event)
+            elif isinstance(event, StreamOpened):
+                self.listener.log.debug(
+                    "connector %s opened stream %d (%s) at %d",
+                    self.peer,
+                    event.stream_id,
+                    event.stream_name,
+                    event.point_of_ref,
+                )
+            elif isinstance(event, StreamClosed):
+                self.listener.log.debug(
+                    "connector %s ended stream %d at %d",
+                    self.peer,
+                    event.stream_id,
+                    event.point_of_ref,
+                )
+        session.flush_acks()
+        transport = self.transport
+        if transport is None:
+            return
+        out = session.take_output()
+        if out:
+            transport.write(out)
+        if session.closed:
+            transport.close()
+        else:
+            self.listener.gate.hold(transport)
+
+    def _deliver(self, event: Messages) -> None:
+        payloads = event.payloads
+        ids = event.message_ids
+        keys: list[Any] | None = None
+        if None in payloads:  # empty MESSAGEs carry no data; their ids still count as seen
+            keep = [i for i, p in enumerate(payloads) if p is not None]
+            payloads = [payloads[i] for i in keep]
+            ids_kept = [ids[i] for i in keep]
+            raw_keys = [event.keys[i] for i in keep]
+        else:
+            ids_kept, raw_keys = ids, event.keys
+        if self.needs_keys:
+            keys = [None if k is None else k.decode("utf-8", "surrogateescape") for k in raw_keys]
+        if payloads:
+            try:
+                self.process(payloads, keys, stream_id=event.stream_id, message_ids=ids_kept)
+            except Exception:
+                self.listener.errors += 1
+                self.listener.log.exception(
+                    "internal error while processing stream %d from %s", event.stream_id, self.peer
+                )
+            self.listener.messages += len(payloads)
+        self.session.processed(event.stream_id, ids[-1])
+
+    def _closed(self, event: SessionClosed) -> None:
+        if event.error:
+            self.listener.errors += 1
+            self.listener.log.warning(
+                "connector %s on '%s': %s; connection closed",
+                self.peer,
+                self.listener.plan.name,
+                event.reason,
+            )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.connection_lost()
+        self.listener.connections.discard(self)
+        if self.transport is not None:
+            self.listener.gate.forget(self.transport)
+        self.transport = None
+
+
+class TCPSourceListener(_Listener):
+    """Listens for framed TCP input: a header of the decoder's length and format per message."""
+
+    kind = "TCP source"
+
+    def __init__(
+        self,
+        plan: SourcePlan,
+        engine: LocalEngine,
+        gate: Gate,
+        log: logging.Logger,
+        max_frame_size: int,
+    ) -> None:
+        super().__init__(plan, engine, gate, log, max_frame_size)
+        config = plan.config
+        assert isinstance(config, TCPSourceConfig)
+        decoder = config.decoder
+        self.header_length = int(decoder.header_length())
+        self.payload_length: Callable[[memoryview], int]
+        if isinstance(decoder, Decoder):
+            unpack = struct.Struct(decoder.length_fmt).unpack_from
+            self.payload_length = lambda header: int(unpack(header)[0])
+        else:
+            self.payload_length = lambda header: int(decoder.payload_length(bytes(header)))
+
+    def _protocol(self) -> asyncio.Protocol:
+        return _FramedConnection(self)
+
+
+class _FramedConnection(asyncio.Protocol):
+    def __init__(self, listener: TCPSourceListener) -> None:
+        self.listener = listener
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.process = listener.runner.run
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.listener.connections.add(self)
+        self.listener.connections_total += 1
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        hl = self.listener.header_length
+        length_of = self.listener.payload_length
+        limit = self.listener.max_frame_size
+        payloads: list[bytes] = []
+        pos, end = 0, len(buf)
+        view = memoryview(buf)
+        try:
+            while end - pos >= hl:
+                n = length_of(view[pos : pos + hl])
+                if n < 0 or n > limit:
+                    self._bad(f"frame length {n} is outside 0..{limit}")
+                    return
+                if end - pos - hl < n:
+                    break
+                start = pos + hl
+                payloads.append(bytes(view[start : start + n]))
+                pos = start + n
+        finally:
+            view.release()
+        del buf[:pos]
+        if payloads:
+            try:
+                self.process(payloads)
+            except Exception:
+                self.listener.errors += 1
+                self.listener.log.exception(
+                    "internal error while processing input from %s", self.peer
+                )
+            self.listener.messages += len(payloads)
+        if self.transport is not None:
+            self.listener.gate.hold(self.transport)
+
+    def _bad(self, reason: str) -> None:
+        self.listener.errors += 1
+        self.listener.log.warning(
+            "TCP source '%s' from %s: %s; connection closed",
+            self.listener.plan.name,
+            self.peer,
+            reason,
+        )
+        self.buffer.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.buffer:
+            self.listener.log.warning(
+                "TCP source '%s' from %s closed with %d bytes of an incomplete frame",
+                self.listener.plan.name,
+                self.peer,
+                len(self.buffer),
+            )
+        self.listener.connections.discard(self)
+        if self.transport is not None:
+            self.listener.gate.forget(self.transport)
+        self.transport = None
+
+
+class GeneratorSource:
+    """Runs ``initial_value()`` then ``apply(last)`` until ``None``, in batches."""
+
+    def __init__(
+        self, plan: SourcePlan, engine: LocalEngine, gate: Gate, log: logging.Logger
+    ) -> None:
+        config = plan.config
+        assert isinstance(config, GenSourceConfig)
+        self.plan = plan
+        self.generator = config.generator
+        self.process = engine.source_runner(plan.index).run
+        self.gate = gate
+        self.log = log
+        self.messages = 0
+        self.errors = 0
+        self.finished = False
+
+    async def run(self) -> None:
+        value = self._call(self.generator.initial_value)
+        while value is not None:
+            await self.gate.wait_open()
+            batch: list[Any] = []
+            while value is not None and len(batch) < GENERATOR_BATCH:
+                batch.append(value)
+                value = self._call(self.generator.apply, value)
+            self.process(batch)
+            self.messages += len(batch)
+            await asyncio.sleep(0)
+        self.finished = True
+        self.log.info(
+            "generator source '%s' finished after %d messages", self.plan.name, self.messages
+        )
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            self.errors += 1
+            self.log.exception("generator source '%s' raised; it stops here", self.plan.name)
+            return None
+
+    def statistics(self) -> IngressStatistics:
+        return IngressStatistics(
+            self.plan.name, "generator source", "", 0, 0, self.messages, self.errors
+        )

@@ -1,0 +1,229 @@
+"""The worker: one process, one asyncio event loop, the embedded engine in the middle.
+
+Every task the worker starts (sink connections, generator sources) lives in one
+:class:`asyncio.TaskGroup`; listeners are closed and sinks drained on :meth:`Worker.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wallaroo.configs import (
+    GenSourceConfig,
+    SinkConnectorConfig,
+    SourceConnectorConfig,
+    TCPSinkConfig,
+    TCPSourceConfig,
+)
+from wallaroo.engine.clock import Clock
+from wallaroo.engine.deadletter import DEFAULT_FILENAME, DeadLetterLog
+from wallaroo.engine.local import EngineStatistics, LocalEngine
+from wallaroo.errors import ConfigurationError
+from wallaroo.loader import LoadedApplication
+from wallaroo.plan.compiler import compile_application
+from wallaroo.plan.physical import DEFAULT_KEY_GROUPS
+from wallaroo.protocol.sink_session import WorkerSinkSession
+from wallaroo.worker.egress import (
+    ConnectorSinkOutput,
+    SinkOutput,
+    SinkOutputStatistics,
+    TCPSinkOutput,
+)
+from wallaroo.worker.flow import Gate, GateStatistics
+from wallaroo.worker.ingress import (
+    ConnectorSourceListener,
+    GeneratorSource,
+    IngressStatistics,
+    TCPSourceListener,
+)
+
+__all__ = ["Worker", "WorkerOptions", "WorkerStatistics"]
+
+MAX_FRAME_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """Settings of one worker (the command line's worker options, parsed).
+
+    Attributes:
+        name: the worker's name; it must stay the same across restarts.
+        resilience_dir: where checkpoints and the dead-letter file go.
+        run_with_resilience: take checkpoints (see the resilience guide).
+        time_between_checkpoints_ns: checkpoint interval in nanoseconds.
+        key_groups: number of key groups of the state.
+        max_frame_size: the largest frame a source connection may send.
+        drain_timeout: seconds to wait for sinks to flush on shutdown.
+    """
+
+    name: str = "worker"
+    resilience_dir: str | None = None
+    run_with_resilience: bool = False
+    time_between_checkpoints_ns: int = 1_000_000_000
+    key_groups: int = DEFAULT_KEY_GROUPS
+    max_frame_size: int = MAX_FRAME_SIZE
+    drain_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    name: str
+    engine: EngineStatistics
+    sources: tuple[IngressStatistics, ...]
+    sinks: tuple[SinkOutputStatistics, ...]
+    gate: GateStatistics
+
+
+class Worker:
+    """Runs a loaded application until stopped.
+
+    Args:
+        loaded: the application and its module.
+        options: worker settings.
+        log: the logger to report to (``wallaroo.worker`` by default).
+        clock: the engine's clock.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedApplication,
+        options: WorkerOptions | None = None,
+        *,
+        log: logging.Logger | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.options = options or WorkerOptions()
+        self.log = log or logging.getLogger("wallaroo.worker")
+        self.loaded = loaded
+        self.plan = compile_application(loaded.application, key_groups=self.options.key_groups)
+        self._stop: asyncio.Event | None = None
+        self._started = False
+        self.gate = Gate()
+        self.outputs: list[SinkOutput] = [
+            self._output(p.index, p.name, p.config) for p in self.plan.sinks
+        ]
+        dead = DeadLetterLog(self._deadletter_path(), worker=self.options.name)
+        dead.serialize = loaded.serialize
+        self.engine = LocalEngine(self.plan, self.outputs, dead_letters=dead, clock=clock)
+        self.listeners: list[ConnectorSourceListener | TCPSourceListener] = []
+        self.generators: list[GeneratorSource] = []
+        for source in self.plan.sources:
+            self._ingress(source)
+
+    def _deadletter_path(self) -> Path:
+        base = self.options.resilience_dir
+        directory = Path(base) if base else Path(os.getcwd()) / "wallaroo-deadletter"
+        return directory / DEFAULT_FILENAME
+
+    def _output(self, index: int, name: str, config: Any) -> SinkOutput:
+        if isinstance(config, SinkConnectorConfig):
+            session = WorkerSinkSession(
+                app_name=self.plan.app_name,
+                worker_name=self.options.name,
+                sink_id=index,
+                cookie=config.cookie,
+                max_frame_size=self.options.max_frame_size,
+            )
+            return ConnectorSinkOutput(name, config.host, config.port, self.gate, self.log, session)
+        if isinstance(config, TCPSinkConfig):
+            return TCPSinkOutput(name, config.host, config.port, self.gate, self.log)
+        raise ConfigurationError(f"the worker cannot run sink '{name}' ({type(config).__name__})")
+
+    def _ingress(self, source: Any) -> None:
+        config = source.config
+        args = (source, self.engine, self.gate, self.log)
+        if isinstance(config, SourceConnectorConfig):
+            self.listeners.append(ConnectorSourceListener(*args, self.options.max_frame_size))
+        elif isinstance(config, TCPSourceConfig):
+            self.listeners.append(TCPSourceListener(*args, self.options.max_frame_size))
+        elif isinstance(config, GenSourceConfig):
+            self.generators.append(GeneratorSource(*args))
+        else:
+            raise ConfigurationError(
+                f"the worker cannot run source '{source.name}' ({type(config).__name__})"
+            )
+
+    @property
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        """The address each listening source is bound to, by source name."""
+        return {lst.plan.name: lst.address for lst in self.listeners if lst.server is not None}
+
+    async def run(self, ready: Callable[[Worker], None] | None = None) -> None:
+        """Start everything, call ``ready(self)``, and run until :meth:`stop`.
+
+        Raises:
+            ConfigurationError: a source cannot listen on its address.
+        """
+        if self._started:
+            raise RuntimeError("a worker runs once")
+        self._started = True
+        self._stop = asyncio.Event()
+        try:
+            await self._listen()
+        except ConfigurationError:
+            for listener in self.listeners:
+                await listener.stop()
+            raise
+        async with asyncio.TaskGroup() as tasks:
+            for output in self.outputs:
+                tasks.create_task(output.run(), name=f"sink {output.name}")
+            gens = [
+                tasks.create_task(g.run(), name=f"generator {g.plan.name}") for g in self.generators
+            ]
+            self.log.info(
+                "worker '%s' is running application '%s'", self.options.name, self.plan.app_name
+            )
+            if ready is not None:
+                ready(self)
+            await self._stop.wait()
+            for task in gens:
+                task.cancel()
+            await self._shutdown()
+
+    async def _listen(self) -> None:
+        for listener in self.listeners:
+            config = listener.plan.config
+            try:
+                host, port = await listener.start(config.host, config.port)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"{listener.kind} '{listener.plan.name}' cannot listen on "
+                    f"{config.host}:{config.port}: {exc.strerror or exc}"
+                ) from exc
+            self.log.info(
+                "%s '%s' listening on %s:%d", listener.kind, listener.plan.name, host, port
+            )
+
+    async def _shutdown(self) -> None:
+        for listener in self.listeners:
+            await listener.stop()
+        for output in self.outputs:
+            if not await output.drain(self.options.drain_timeout):
+                self.log.warning(
+                    "sink '%s' still held %d bytes at shutdown", output.name, output.buffered_bytes
+                )
+            output.stop()
+        self.engine.dead_letters.close()
+        self.log.info("worker '%s' stopped", self.options.name)
+
+    def stop(self) -> None:
+        """Ask the worker to stop (from the event loop's thread)."""
+        if self._stop is not None:
+            self._stop.set()
+
+    def statistics(self) -> WorkerStatistics:
+        sources = [lst.statistics() for lst in self.listeners]
+        sources += [g.statistics() for g in self.generators]
+        return WorkerStatistics(
+            self.options.name,
+            self.engine.statistics(),
+            tuple(sources),
+            tuple(o.statistics() for o in self.outputs),
+            self.gate.statistics(),
+        )
