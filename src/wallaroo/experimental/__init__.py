@@ -1,26 +1,40 @@
 """``wallaroo.experimental``: connectors (codecs, configs and, in connector programs, the
 connector client library).
 
-Only re-exports; the implementation lives in internal modules.
+Only re-exports; the implementation lives in internal modules. The original's module paths stay
+importable too: ``wallaroo.experimental.connectors`` (``BaseIter``, ``BaseSource``,
+``FramedFileReader``, ``ThrottledFileReader``, ``MultiSourceConnector``) and
+``wallaroo.experimental.connector_wire_messages`` (the protocol frames).
 """
 
 from wallaroo.configs import SinkConnectorConfig, SourceConnectorConfig
 from wallaroo.errors import ConnectorError, ProtocolError, UnexpectedSocketError
+from wallaroo.experimental.at_least_once import AtLeastOnceSourceConnector, Stream
+from wallaroo.experimental.client_args import parse_connector_args
+from wallaroo.experimental.client_link import stream_id_for
 from wallaroo.experimental.codecs import (
     octet_message_decoder,
     octet_message_encoder,
     stream_message_decoder,
     stream_message_encoder,
 )
+from wallaroo.experimental.sink_connector import SinkConnector
+from wallaroo.experimental.source_connector import SourceConnector
 
 __all__ = [
+    "AtLeastOnceSourceConnector",
     "ConnectorError",
     "ProtocolError",
+    "SinkConnector",
     "SinkConnectorConfig",
+    "SourceConnector",
     "SourceConnectorConfig",
+    "Stream",
     "UnexpectedSocketError",
     "octet_message_decoder",
     "octet_message_encoder",
+    "parse_connector_args",
+    "stream_id_for",
     "stream_message_decoder",
     "stream_message_encoder",
 ]

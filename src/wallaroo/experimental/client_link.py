@@ -1,0 +1,251 @@
+"""The socket side of a source connector: one blocking TCP connection to a worker, carrying a
+sans-IO :class:`~wallaroo.protocol.client_session.ClientSession`.
+
+:meth:`ClientLink.open` connects (retrying while the worker is not up, if asked to) and does the
+HELLO/OK handshake; the connector then writes frames the session made with :meth:`ClientLink.send`
+and turns the worker's bytes into events with :meth:`ClientLink.poll` or :meth:`ClientLink.read`.
+A lost connection surfaces as :class:`LinkLostError`, whatever the socket said.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import selectors
+import socket
+import threading
+import time
+
+from wallaroo.errors import ConnectorError, UnexpectedSocketError
+from wallaroo.protocol.client_session import ClientSession
+from wallaroo.protocol.events import (
+    Accepted,
+    ClientEvent,
+    NotifyAcked,
+    Rejected,
+    RestartRequested,
+)
+from wallaroo.protocol.frames import SOURCE_VERSION
+
+__all__ = ["ClientLink", "LinkLostError", "stream_id_for"]
+
+log = logging.getLogger("wallaroo.connector")
+
+FIRST_RETRY_DELAY = 0.05
+MAX_RETRY_DELAY = 1.0
+RECV_SIZE = 256 * 1024
+
+
+class LinkLostError(UnexpectedSocketError):
+    """The connection to the worker is gone (closed, reset, or never completed its handshake)."""
+
+
+def stream_id_for(name: str | bytes) -> int:
+    """Return the stream id of the stream called ``name``: the first 8 bytes of its SHA-256,
+    big-endian. Stable across processes and restarts (a ``str`` is hashed as UTF-8)."""
+    data = name.encode("utf-8") if isinstance(name, str) else bytes(name)
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
+
+
+class ClientLink:
+    """One handshaken connection to a worker's connector source.
+
+    Not thread-safe: one thread uses a link at a time. Any exception escaping :meth:`send` marks
+    the link :attr:`broken` (part of a frame may have been written), after which only
+    :meth:`close` makes sense.
+    """
+
+    def __init__(self, sock: socket.socket, session: ClientSession, host: str, port: int) -> None:
+        self.sock = sock
+        self.session = session
+        self.host = host
+        self.port = port
+        self.broken = False
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the worker."""
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        cookie: str,
+        program_name: str,
+        instance_name: str,
+        version: str = SOURCE_VERSION,
+        retry: bool = True,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+        handshake_timeout: float = 10.0,
+    ) -> ClientLink:
+        """Connect to ``host:port`` and complete the HELLO/OK handshake.
+
+        Args:
+            retry: keep trying (every 0.05 s, backing off to 1 s) while the connection is
+                refused or the handshake does not complete; one log line says it is waiting.
+            timeout: give up retrying after this many seconds (None: never).
+            stop: give up as soon as this event is set.
+            handshake_timeout: seconds to wait for the worker's OK on one attempt.
+
+        Raises:
+            ConnectorError: the worker answered ERROR (bad cookie or version: never retried), or
+                the connection failed and ``retry`` is False, or ``timeout`` passed.
+            LinkLostError: ``stop`` was set.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = FIRST_RETRY_DELAY
+        waiting_logged = False
+        while True:
+            if stop is not None and stop.is_set():
+                raise LinkLostError(f"stopped while connecting to the worker at {host}:{port}")
+            try:
+                return cls._attempt(
+                    host,
+                    port,
+                    ClientSession(version, cookie, program_name, instance_name),
+                    handshake_timeout,
+                )
+            except LinkLostError as exc:
+                reason = exc
+            if not retry:
+                raise ConnectorError(f"cannot connect to the worker at {host}:{port}: {reason}")
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise ConnectorError(
+                    f"the worker at {host}:{port} did not accept a connection within "
+                    f"{timeout} s (last error: {reason}); is it running?"
+                )
+            if not waiting_logged:
+                log.info("waiting for the worker at %s:%d (%s); retrying", host, port, reason)
+                waiting_logged = True
+            if stop is not None:
+                stop.wait(delay)
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    @classmethod
+    def _attempt(
+        cls, host: str, port: int, session: ClientSession, handshake_timeout: float
+    ) -> ClientLink:
+        try:
+            sock = socket.create_connection((host, port), timeout=handshake_timeout)
+        except OSError as exc:
+            raise LinkLostError(exc.strerror or str(exc)) from exc
+        link = cls(sock, session, host, port)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(None)
+            link.send(session.hello())
+            deadline = time.monotonic() + handshake_timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LinkLostError(f"no answer to HELLO within {handshake_timeout} s")
+                for event in link.poll(remaining):
+                    if isinstance(event, Accepted):
+                        return link
+                    if isinstance(event, Rejected):
+                        raise ConnectorError(
+                            f"the worker at {host}:{port} refused the connector: {event.message}"
+                        )
+        except BaseException:
+            link.close()
+            raise
+
+    def open_stream(
+        self, stream_id: int, name: str, point_of_ref: int, *, refused_for: float = 10.0
+    ) -> int | None:
+        """NOTIFY a stream and wait for the worker to accept it, re-sending the NOTIFY every
+        0.2 s while it is refused (held by another connection that may be closing).
+
+        Returns:
+            The NOTIFY_ACK's point of reference (2**64-1: the worker has seen nothing of the
+            stream), or None if the stream was still refused after ``refused_for`` seconds.
+
+        Raises:
+            LinkLostError: the connection was lost, the worker asked for a restart, or it did
+                not answer the NOTIFY within 10 s.
+            ConnectorError: the worker answered ERROR.
+        """
+        refused_since: float | None = None
+        while True:
+            self.send(self.session.notify(stream_id, name, point_of_ref))
+            ack = self._notify_ack(stream_id)
+            if ack.success:
+                return ack.point_of_ref
+            now = time.monotonic()
+            if refused_since is None:
+                refused_since = now
+                log.info("stream '%s' is held by another connection; retrying", name)
+            elif now - refused_since > refused_for:
+                return None
+            self.poll(0.2)
+
+    def _notify_ack(self, stream_id: int) -> NotifyAcked:
+        deadline = time.monotonic() + 10.0
+        while (remaining := deadline - time.monotonic()) > 0:
+            for event in self.poll(remaining):
+                if isinstance(event, NotifyAcked) and event.stream_id == stream_id:
+                    return event
+                if isinstance(event, RestartRequested):
+                    raise LinkLostError("the worker asked for a restart")
+                if isinstance(event, Rejected):
+                    raise ConnectorError(f"the worker refused the stream: {event.message}")
+        raise LinkLostError(f"no answer to NOTIFY from the worker at {self.address} in 10 s")
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``; blocks while the worker is not reading (TCP backpressure).
+
+        Raises:
+            LinkLostError: the connection failed; the link is broken.
+        """
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.broken = True
+            raise LinkLostError(
+                f"lost the connection to the worker at {self.address}: {exc}"
+            ) from exc
+        except BaseException:
+            self.broken = True
+            raise
+
+    def poll(self, timeout: float | None) -> list[ClientEvent]:
+        """Wait up to ``timeout`` seconds (None: forever) for the worker's bytes; return the
+        events they make (an empty list on timeout).
+
+        Raises:
+            LinkLostError: the worker closed or reset the connection.
+            ProtocolError: the worker broke the protocol; the session is closed.
+        """
+        if not self._selector.select(timeout):
+            return []
+        return self.read()
+
+    def read(self) -> list[ClientEvent]:
+        """Read what the socket holds (call when it is readable) and return the events.
+
+        Raises:
+            LinkLostError: the worker closed or reset the connection.
+            ProtocolError: the worker broke the protocol; the session is closed.
+        """
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except OSError as exc:
+            raise LinkLostError(
+                f"lost the connection to the worker at {self.address}: {exc}"
+            ) from exc
+        if not data:
+            raise LinkLostError(f"the worker at {self.address} closed the connection")
+        return self.session.receive(data)
+
+    def close(self) -> None:
+        """Close the socket. Idempotent."""
+        self._selector.close()
+        self.sock.close()
