@@ -190,3 +190,14 @@ def test_eos_is_acked_and_the_stream_can_be_reopened(tmp_path):
         c.close()
 
     run(scenario, tmp_path)
+
+
+def test_a_trickle_of_messages_is_acknowledged_soon(tmp_path):
+    async def scenario(worker, port, sink):
+        c, _, _ = await opened(port, stream_id=5)
+        c.send(*(Message(5, i, 0, None, b"ok") for i in range(3)))
+        ack = await c.expect(Ack, timeout=2)
+        assert (5, 2) in ack.acks
+        c.close()
+
+    run(scenario, tmp_path)  # 4096 credits: far from a refill

@@ -28,6 +28,7 @@ from wallaroo.worker.flow import Gate
 __all__ = ["ConnectorSourceListener", "GeneratorSource", "IngressStatistics", "TCPSourceListener"]
 
 GENERATOR_BATCH = 1024
+ACK_INTERVAL = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,18 @@ class ConnectorSourceListener(_Listener):
     def _protocol(self) -> asyncio.Protocol:
         return _ConnectorConnection(self)
 
+    async def ack_timer(self, interval: float = ACK_INTERVAL) -> None:
+        """Acknowledge processed messages at least every ``interval`` seconds.
+
+        Sessions grant credits when a connector runs low; a slow trickle of messages would
+        otherwise wait that long for its acknowledgements.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            for conn in list(self.connections):
+                if isinstance(conn, _ConnectorConnection):
+                    conn.flush(force=True)
+
     def new_session(self) -> SourceSession:
         c = self.config
         return SourceSession(
@@ -169,7 +182,14 @@ class _ConnectorConnection(asyncio.Protocol):
                     event.stream_id,
                     event.point_of_ref,
                 )
-        session.flush_acks()
+        self.flush(force=False)
+        if self.transport is not None and not session.closed:
+            self.listener.gate.hold(self.transport)
+
+    def flush(self, *, force: bool) -> None:
+        """Send a due ACK (any pending one with ``force``) and whatever else is queued."""
+        session = self.session
+        session.flush_acks(force)
         transport = self.transport
         if transport is None:
             return
@@ -178,8 +198,6 @@ class _ConnectorConnection(asyncio.Protocol):
             transport.write(out)
         if session.closed:
             transport.close()
-        else:
-            self.listener.gate.hold(transport)
 
     def _deliver(self, event: Messages) -> None:
         payloads = event.payloads

@@ -173,8 +173,13 @@ class Worker:
         async with asyncio.TaskGroup() as tasks:
             for output in self.outputs:
                 tasks.create_task(output.run(), name=f"sink {output.name}")
-            gens = [
+            background = [
                 tasks.create_task(g.run(), name=f"generator {g.plan.name}") for g in self.generators
+            ]
+            background += [
+                tasks.create_task(lst.ack_timer(), name=f"acks {lst.plan.name}")
+                for lst in self.listeners
+                if isinstance(lst, ConnectorSourceListener)
             ]
             self.log.info(
                 "worker '%s' is running application '%s'", self.options.name, self.plan.app_name
@@ -182,7 +187,7 @@ class Worker:
             if ready is not None:
                 ready(self)
             await self._stop.wait()
-            for task in gens:
+            for task in background:
                 task.cancel()
             await self._shutdown()
 
