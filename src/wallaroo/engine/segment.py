@@ -96,6 +96,10 @@ class SinkRunner:
         self.dead_letters = 0
 
     def write(self, items: list[Any]) -> None:
+        if not self.plan.bytes_only:
+            self.messages += len(items)
+            self.port.write(items)
+            return
         if set(map(type, items)) != {bytes}:
             items = self._normalize(items)
             if not items:

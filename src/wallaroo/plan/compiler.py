@@ -121,7 +121,13 @@ class _Compiler:
                 continue
             index = len(self.sinks)
             self.sinks.append(
-                SinkPlan(index, self._sink_name(config), config, _fn(config.encoder, "encode"))
+                SinkPlan(
+                    index,
+                    self._sink_name(config),
+                    config,
+                    _fn(config.encoder, "encode"),
+                    bytes_only=getattr(config, "payloads_are_bytes", True),
+                )
             )
             if isinstance(config, SinkConnectorConfig):
                 self.sink_by_connector[config.name] = index
@@ -131,7 +137,13 @@ class _Compiler:
     def _sink_name(self, config: Any) -> str:
         if isinstance(config, SinkConnectorConfig):
             return config.name
-        base = f"{config.host}:{config.port}" if isinstance(config, TCPSinkConfig) else "sink"
+        own = getattr(config, "name", None)
+        if isinstance(own, str) and own:
+            base = own
+        elif isinstance(config, TCPSinkConfig):
+            base = f"{config.host}:{config.port}"
+        else:
+            base = "sink"
         taken = {s.name for s in self.sinks}
         name, n = base, 2
         while name in taken:

@@ -120,10 +120,15 @@ class SourcePlan:
 
 @dataclass(frozen=True, slots=True)
 class SinkPlan:
+    """A sink. ``bytes_only``: its encoder must return bytes (a ``str`` becomes UTF-8); a sink
+    whose config sets ``payloads_are_bytes = False`` (e.g. Kafka, whose encoder returns
+    ``(value, key, partition)``) receives the encoder's results as they are."""
+
     index: int
     name: str
     config: Any
     encode: Callable[[Any], Any]
+    bytes_only: bool = True
 
 
 @dataclass(frozen=True, slots=True)
