@@ -9,6 +9,10 @@ import wallaroo.testing
 
 WALLAROO = {
     "ApplicationBuilder",
+    "CustomKafkaSinkCLIParser",
+    "CustomKafkaSourceCLIParser",
+    "DefaultKafkaSinkCLIParser",
+    "DefaultKafkaSourceCLIParser",
     "GenSourceConfig",
     "Pipeline",
     "TCPSinkConfig",
@@ -43,7 +47,9 @@ EXPERIMENTAL = {
     "stream_message_decoder",
     "stream_message_encoder",
 }
-TESTING = {"DeadLetter", "Harness", "ListSink", "MockClock", "RunResult", "run"}
+TESTING = {"ConformanceError", "ConformanceReport", "DeadLetter", "Harness", "ListSink",
+           "MockClock", "RunResult", "check_sink_connector", "check_source_connector",
+           "python_module_command", "run"}
 OPTIONAL = [
     "confluent_kafka",
     "kafka",
