@@ -1,0 +1,1 @@
+"""Resilience: checkpoints of state, source positions and sink offsets; recovery from them."""
