@@ -475,3 +475,29 @@ def test_registry_release_rules() -> None:
     assert registry.statistics() == RegistryStatistics(
         active_streams=1, inactive_streams=1, acquired=5, refused=1, released=3
     )
+
+
+def test_with_checkpoints_a_reconnect_resumes_at_the_acked_point_and_skips_what_was_seen() -> None:
+    registry = StreamRegistry()
+    first = session(registry, max_credits=100, acks_after_checkpoint=True)
+    opened(first, 9)
+    first.receive(b"".join(msg(9, i) for i in range(1, 6)))
+    first.processed(9, 5)
+    first.checkpoint_committed({9: 2})
+    assert first.positions() == {9: 5}
+    first.connection_lost()
+    assert registry.inactive_positions() == {9: 5}
+    second = session(registry, max_credits=100)
+    second.receive(hello() + Notify(9, "s9", 0).encode())
+    assert out(second)[1] == NotifyAck(True, 9, 2)  # the connector replays after 2 ...
+    events = second.receive(b"".join(msg(9, i) for i in range(3, 8)))
+    assert events == [Messages(9, [6, 7], [0, 0], [None, None], [b"p", b"p"])]  # ... 3-5 skipped
+
+
+def test_registry_reset_sets_both_points_and_refuses_while_streams_are_held() -> None:
+    registry = StreamRegistry()
+    registry.reset({9: 4})
+    assert (registry.resume_point(9), registry.seen_point(9)) == (4, 4)
+    assert registry.acquire(9, "owner") == (True, 4)
+    with pytest.raises(RuntimeError, match="close the sessions first"):
+        registry.reset({})

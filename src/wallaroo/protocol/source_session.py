@@ -89,11 +89,14 @@ class _Stream:
 
     __slots__ = ("acked", "closing", "last_seen", "name", "processed", "stream_id")
 
-    def __init__(self, stream_id: int, name: str, point_of_ref: int) -> None:
+    def __init__(
+        self, stream_id: int, name: str, point_of_ref: int, seen: int | None = None
+    ) -> None:
+        seen = point_of_ref if seen is None else seen
         self.stream_id = stream_id
         self.name = name
-        self.last_seen: int | None = None if point_of_ref == NONE_SEEN else point_of_ref
-        self.processed = point_of_ref
+        self.last_seen: int | None = None if seen == NONE_SEEN else seen
+        self.processed = seen
         self.acked = point_of_ref
         self.closing = False  # EOS seen, waiting for a checkpoint (acks_after_checkpoint only)
 
@@ -275,7 +278,8 @@ class SourceSession:
         if not acquired:
             self._refused += 1
             return
-        self._streams[stream_id] = _Stream(stream_id, frame.stream_name, point_of_ref)
+        seen = self._registry.seen_point(stream_id)
+        self._streams[stream_id] = _Stream(stream_id, frame.stream_name, point_of_ref, seen)
         events.append(StreamOpened(stream_id, frame.stream_name, point_of_ref))
 
     def _end_of_stream(self, stream_id: int, events: list[SourceEvent]) -> None:
@@ -356,6 +360,10 @@ class SourceSession:
                 self._registry.release(stream_id, self, point_of_ref)
         self._send_ack(tuple(acks))
 
+    def positions(self) -> dict[int, int]:
+        """The last processed point of reference of every stream this session holds."""
+        return {stream_id: stream.processed for stream_id, stream in self._streams.items()}
+
     def connection_lost(self) -> None:
         """The connection is gone: close, and give every stream back to the registry.
 
@@ -391,7 +399,7 @@ class SourceSession:
     def _release_streams(self) -> None:
         for stream_id, stream in self._streams.items():
             point_of_ref = stream.acked if self._acks_after_checkpoint else stream.processed
-            self._registry.release(stream_id, self, point_of_ref)
+            self._registry.release(stream_id, self, point_of_ref, stream.processed)
         self._streams.clear()
         self._pending_acks.clear()
 

@@ -30,13 +30,19 @@ class StreamRegistry:
 
     Owners are compared with ``==`` (sessions use identity); ``None`` cannot be an owner. The
     registry is not thread-safe: use it from the thread (or event loop) that runs the sessions.
+
+    Each released stream has two positions: where its connector must resume (the *resume*
+    point, sent in NOTIFY_ACK: with checkpoints, the last checkpointed position) and what the
+    worker has already seen (the *seen* point: messages up to it are skipped as duplicates when
+    the connector replays them). Without checkpoints the two are the same.
     """
 
-    __slots__ = ("_acquired", "_owners", "_refused", "_released", "_resume")
+    __slots__ = ("_acquired", "_owners", "_refused", "_released", "_resume", "_seen")
 
     def __init__(self) -> None:
         self._owners: dict[int, Hashable] = {}
         self._resume: dict[int, int] = {}
+        self._seen: dict[int, int] = {}
         self._acquired = 0
         self._refused = 0
         self._released = 0
@@ -59,8 +65,13 @@ class StreamRegistry:
         self._acquired += 1
         return True, resume
 
-    def release(self, stream_id: int, owner: Hashable, point_of_ref: int) -> bool:
+    def release(
+        self, stream_id: int, owner: Hashable, point_of_ref: int, seen: int | None = None
+    ) -> bool:
         """Give ``stream_id`` up; the next owner resumes from ``point_of_ref``.
+
+        ``seen`` (default: ``point_of_ref``) is the last message id the worker has seen; the
+        next owner skips messages up to it.
 
         Returns:
             False, changing nothing, if ``owner`` does not hold the stream.
@@ -69,8 +80,32 @@ class StreamRegistry:
             return False
         del self._owners[stream_id]
         self._resume[stream_id] = point_of_ref
+        self._seen[stream_id] = point_of_ref if seen is None else seen
         self._released += 1
         return True
+
+    def seen_point(self, stream_id: int) -> int:
+        """The last message id seen of ``stream_id`` when it was last released (or NONE_SEEN)."""
+        return self._seen.get(stream_id, self._resume.get(stream_id, NONE_SEEN))
+
+    def inactive_positions(self) -> dict[int, int]:
+        """The seen point of every stream no session holds."""
+        return {s: self.seen_point(s) for s in self._resume if s not in self._owners}
+
+    def reset(self, positions: dict[int, int]) -> None:
+        """Forget everything and let each stream resume at ``positions[stream_id]``.
+
+        Used when the worker's state is restored from a checkpoint: both points become the
+        checkpointed ones. Raises:
+            RuntimeError: a stream is still held (close every session first).
+        """
+        if self._owners:
+            raise RuntimeError(
+                f"cannot reset the registry while {len(self._owners)} streams "
+                "are held; close the sessions first"
+            )
+        self._resume = dict(positions)
+        self._seen = dict(positions)
 
     def release_all(self, owner: Hashable) -> list[int]:
         """Give up every stream ``owner`` holds, each resuming where it was last released.
