@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""kinesis_sink: receive a connector sink's output from Wallaroo and put each value into an AWS
+Kinesis stream.
+
+Usage::
+
+    kinesis_sink --application-module app --connector shouted --shouted-stream results \\
+        --shouted-region us-east-1
+
+Parameters (prefixed with the connector's name):
+    stream         (required) the Kinesis stream to write to (it must exist).
+    region         (optional) the AWS region (default: boto3's, e.g. ``AWS_DEFAULT_REGION``).
+    endpoint_url   (optional) a Kinesis-compatible endpoint instead of AWS's.
+
+It listens for the worker at the address the application gives the connector and decodes every
+output with the application's sink decoder, which returns ``(key, value)``: the key (``str``, or
+bytes as UTF-8) is the partition key, the value the record's data (bytes as they are, a ``str``
+as UTF-8, anything else as ``str(value)``). Outputs are put with PutRecords in batches of up to
+500 records and 5 MiB; records Kinesis refuses (throttling) and whole batches that fail (Kinesis
+unreachable) are retried with back-off, logged, until they are written, so a retried record may
+follow records of its key that were sent after it. An output of another shape, an empty or too
+long key (1 to 256 characters) or a record over 1 MiB is logged and dropped.
+
+Delivery: at-least-once for what reaches this program (a batch whose answer is lost is put
+again); outputs received but not yet written when the program stops are lost, as the connector
+sink acknowledges the worker's transactions at once (exactly-once comes with checkpoints).
+
+Logs go to stderr; the first line names the connector and both addresses. SIGINT and SIGTERM
+stop it cleanly (exit code 0) once the batch being written is written, or at once while Kinesis
+is failing.
+
+This file is self-contained and uses only the public API: copy it into your tree and adapt it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+import wallaroo
+import wallaroo.experimental
+
+log = logging.getLogger("kinesis_sink")
+
+MAX_BATCH = 500
+MAX_BATCH_BYTES = 5 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_BACKOFF = 5.0
+
+stopping = threading.Event()
+
+
+def _request_stop(signum: int, _frame: FrameType | None) -> None:
+    stopping.set()
+    log.info("stopping (%s)", signal.Signals(signum).name)
+
+
+class Backoff:
+    """Retry delays (0.1 s doubling to 5 s). Logs the first failure of a run of failures and
+    the recovery, not every retry."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.delay = 0.1
+        self.since: float | None = None
+
+    def failed(self, exc: object) -> float:
+        """Record a failure; return how long to wait before retrying."""
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("%s failed (%s); retrying with back-off", self.what, exc)
+        delay, self.delay = self.delay, min(self.delay * 2, MAX_BACKOFF)
+        return delay
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            log.info("%s works again after %.1f s", self.what, time.monotonic() - self.since)
+        self.since, self.delay = None, 0.1
+
+
+def as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return (value if isinstance(value, str) else str(value)).encode("utf-8")
+
+
+def record_for(value: Any) -> dict[str, Any] | None:
+    """The PutRecords entry for a decoded ``(key, value)``, or None (logged) if it cannot be
+    one."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        log.warning("the sink decoder returned %.100r, not (key, value); dropped", value)
+        return None
+    key, data = value
+    key = as_bytes(key).decode("utf-8", "replace")
+    data = as_bytes(data)
+    if not 1 <= len(key) <= 256 or len(data) + len(key.encode("utf-8")) > MAX_RECORD_BYTES:
+        log.warning(
+            "a record with key %.60r and %d bytes of data is not valid for Kinesis (key of 1 "
+            "to 256 characters, at most 1 MiB); dropped", key, len(data),
+        )  # fmt: skip
+        return None
+    return {"Data": data, "PartitionKey": key}
+
+
+def batches(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Split ``records`` into PutRecords requests (500 records, 5 MiB at most)."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for record in records:
+        length = len(record["Data"]) + len(record["PartitionKey"].encode("utf-8"))
+        if batch and (len(batch) == MAX_BATCH or size + length > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(record)
+        size += length
+    if batch:
+        yield batch
+
+
+def put(client: Any, stream: str, records: list[dict[str, Any]], backoff: Backoff) -> int:
+    """Put ``records``, retrying what fails until everything is written or, while failing,
+    a stop is requested. Returns how many were written."""
+    pending = records
+    while pending:
+        if stopping.is_set() and backoff.since is not None:
+            log.error("%d record(s) not written to Kinesis stream '%s'", len(pending), stream)
+            break
+        try:
+            response = client.put_records(StreamName=stream, Records=pending)
+        except Exception as exc:
+            stopping.wait(backoff.failed(exc))
+            continue
+        results = response["Records"]
+        failed = [rec for rec, res in zip(pending, results, strict=True) if res.get("ErrorCode")]
+        if failed:
+            codes = sorted({res["ErrorCode"] for res in results if res.get("ErrorCode")})
+            reason = f"{len(failed)} of {len(pending)} records refused: {', '.join(codes)}"
+            stopping.wait(backoff.failed(reason))
+        else:
+            backoff.succeeded()
+        pending = failed
+    return len(records) - len(pending)
+
+
+def serve(connector: wallaroo.experimental.SinkConnector, client: Any, stream: str) -> int:
+    """Write what the connector reads until a stop is requested; return the count written.
+
+    Raises:
+        ConnectorError: the connector stopped listening (it was closed).
+    """
+    backoff = Backoff(f"putting records into Kinesis stream '{stream}'")
+    written = 0
+    while not stopping.is_set():
+        try:
+            values = connector.read_many(MAX_BATCH, timeout=0.2)
+        except TimeoutError:
+            continue
+        except wallaroo.experimental.ConnectorError:
+            raise
+        except wallaroo.WallarooError as exc:  # the decoder rejected one output
+            log.warning("%s; dropped", exc)
+            continue
+        records = [record for value in values if (record := record_for(value)) is not None]
+        for batch in batches(records):
+            written += put(client, stream, batch, backoff)
+    return written
+
+
+def import_boto3() -> Any:
+    """boto3, imported only when the program runs (an optional extra of wallaroo-py)."""
+    try:
+        return importlib.import_module("boto3")
+    except ImportError:
+        raise ImportError(
+            "kinesis_sink needs boto3, which is not installed: pip install 'wallaroo-py[kinesis]'"
+        ) from None
+
+
+def kinesis_client(boto3: Any, region: str | None, endpoint_url: str | None) -> Any:
+    """A Kinesis client with short timeouts: outages are retried here, with a log line.
+
+    Raises:
+        ValueError: no region is given or configured.
+    """
+    config = importlib.import_module("botocore.config").Config(
+        connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 2}
+    )
+    no_region = importlib.import_module("botocore.exceptions").NoRegionError
+    try:
+        return boto3.client("kinesis", region_name=region, endpoint_url=endpoint_url, config=config)
+    except no_region:
+        raise ValueError(
+            "no AWS region: give --<connector>-region or set AWS_DEFAULT_REGION"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the connector until SIGINT or SIGTERM; return the exit code."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # its INFO lines are noise here
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
+    args = list(sys.argv if argv is None else argv)
+    connector: wallaroo.experimental.SinkConnector | None = None
+    try:
+        boto3 = import_boto3()
+        connector = wallaroo.experimental.SinkConnector(
+            args, required_params=["stream"], optional_params=["region", "endpoint_url"]
+        )
+        params = connector.params
+        client = kinesis_client(boto3, params.region, params.endpoint_url)
+        connector.listen()
+        host, port = connector.address
+        log.info(
+            "kinesis_sink for connector '%s': listening for the worker on %s:%d, writing to "
+            "Kinesis stream '%s' at %s (region %s)", connector.config.name, host, port,
+            params.stream, client.meta.endpoint_url, client.meta.region_name,
+        )  # fmt: skip
+        written = serve(connector, client, params.stream)
+        log.info("%d record(s) written to Kinesis stream '%s'", written, params.stream)
+        return 0
+    except (wallaroo.WallarooError, OSError, ValueError, ImportError) as exc:
+        log.error("%s", exc)
+        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if connector is not None:
+            connector.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""s3_bucket_sink: receive a connector sink's output from Wallaroo and store each value as an
+object of an S3 bucket.
+
+Usage::
+
+    s3_bucket_sink --application-module app --connector objects --objects-bucket reports \\
+        --objects-region us-east-1
+
+Parameters (prefixed with the connector's name):
+    bucket         (required) the bucket; created when it does not exist.
+    region         (optional) the AWS region (default: boto3's, e.g. ``AWS_DEFAULT_REGION``).
+    endpoint_url   (optional) an S3-compatible endpoint instead of AWS's (addressed path-style,
+                   ``ENDPOINT/BUCKET/KEY``, as most S3-compatible servers need).
+
+It listens for the worker at the address the application gives the connector and decodes every
+output with the application's sink decoder, which returns ``(key, body)``: the object's key
+(``str``, or bytes as UTF-8; 1 to 1024 bytes) and its body (bytes as they are, a ``str`` as
+UTF-8, anything else as ``str(body)``). An output of another shape or with an invalid key is
+logged and dropped. Outputs are read in batches of up to 256; within a batch the last body of
+each key is the one stored (the earlier ones would be overwritten anyway), and the distinct keys
+are written by 8 threads. Failed puts are retried with back-off, logged, until they succeed; a
+bucket deleted meanwhile is created again.
+
+Delivery: a put is idempotent per key, so a value written twice leaves the same object;
+outputs received but not yet written when the program stops are lost, as the connector sink
+acknowledges the worker's transactions at once (exactly-once comes with checkpoints).
+
+Logs go to stderr; the first line names the connector and both addresses. SIGINT and SIGTERM
+stop it cleanly (exit code 0) once the batch being written is written, or at once while S3 is
+failing.
+
+This file is self-contained and uses only the public API: copy it into your tree and adapt it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import Any
+
+import wallaroo
+import wallaroo.experimental
+
+log = logging.getLogger("s3_bucket_sink")
+
+MAX_BATCH = 256
+THREADS = 8
+MAX_BACKOFF = 5.0
+
+stopping = threading.Event()
+
+
+def _request_stop(signum: int, _frame: FrameType | None) -> None:
+    stopping.set()
+    log.info("stopping (%s)", signal.Signals(signum).name)
+
+
+class Backoff:
+    """Retry delays (0.1 s doubling to 5 s). Logs the first failure of a run of failures and
+    the recovery, not every retry."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.delay = 0.1
+        self.since: float | None = None
+
+    def failed(self, exc: object) -> float:
+        """Record a failure; return how long to wait before retrying."""
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning("%s failed (%s); retrying with back-off", self.what, exc)
+        delay, self.delay = self.delay, min(self.delay * 2, MAX_BACKOFF)
+        return delay
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            log.info("%s works again after %.1f s", self.what, time.monotonic() - self.since)
+        self.since, self.delay = None, 0.1
+
+
+def as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return (value if isinstance(value, str) else str(value)).encode("utf-8")
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ("" for other failures)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+class Bucket:
+    """Writes objects into one bucket, creating it when it is missing."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.backoff = Backoff(f"writing to S3 bucket '{name}'")
+        self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="s3-put")
+
+    def ensure(self) -> None:
+        """Create the bucket unless it exists, retrying with back-off while S3 fails.
+
+        Raises:
+            ConnectorError: the bucket exists but is not ours to write, or S3 refuses to
+                create it (access denied, invalid name, a name taken by someone else).
+        """
+        backoff = Backoff(f"looking up S3 bucket '{self.name}'")
+        while not stopping.is_set():
+            try:
+                self.client.head_bucket(Bucket=self.name)
+                backoff.succeeded()
+                return
+            except Exception as exc:
+                code = error_code(exc)
+                if code in ("403", "AccessDenied"):
+                    raise wallaroo.experimental.ConnectorError(
+                        f"no access to S3 bucket '{self.name}' ({exc}); check the credentials "
+                        "or choose another --<connector>-bucket"
+                    ) from exc
+                if code not in ("404", "NoSuchBucket", "NotFound") or not self.create():
+                    stopping.wait(backoff.failed(exc))
+                    continue
+                return
+
+    def create(self) -> bool:
+        """Create the bucket; False after a failure worth retrying.
+
+        Raises:
+            ConnectorError: S3 refused to create it (a client error, such as access denied).
+        """
+        region = self.client.meta.region_name
+        where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {
+            "LocationConstraint": region}}  # fmt: skip
+        try:
+            self.client.create_bucket(Bucket=self.name, **where)
+        except Exception as exc:
+            if error_code(exc) == "BucketAlreadyOwnedByYou":
+                return True
+            status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(status, int) and 400 <= status < 500:
+                raise wallaroo.experimental.ConnectorError(
+                    f"cannot create S3 bucket '{self.name}': {exc}"
+                ) from exc
+            return False
+        log.info("created S3 bucket '%s'", self.name)
+        return True
+
+    def put(self, key: str, body: bytes) -> BaseException | None:
+        try:
+            self.client.put_object(Bucket=self.name, Key=key, Body=body)
+        except Exception as exc:
+            return exc
+        return None
+
+    def write(self, objects: dict[str, bytes]) -> int:
+        """Put every object, retrying failures until they succeed or, while failing, a stop
+        is requested. Returns how many were written."""
+        pending = dict(objects)
+        while pending:
+            if stopping.is_set() and self.backoff.since is not None:
+                log.error("%d object(s) not written to S3 bucket '%s'", len(pending), self.name)
+                break
+            errors = dict(
+                zip(pending, self.pool.map(self.put, pending, pending.values()), strict=True)
+            )
+            failed = {key: exc for key, exc in errors.items() if exc is not None}
+            if not failed:
+                self.backoff.succeeded()
+            elif any(error_code(exc) == "NoSuchBucket" for exc in failed.values()):
+                self.ensure()
+            else:
+                stopping.wait(self.backoff.failed(next(iter(failed.values()))))
+            pending = {key: pending[key] for key in failed}
+        return len(objects) - len(pending)
+
+
+def object_for(value: Any) -> tuple[str, bytes] | None:
+    """The key and body for a decoded ``(key, body)``, or None (logged) if it cannot be one."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        log.warning("the sink decoder returned %.100r, not (key, body); dropped", value)
+        return None
+    key = as_bytes(value[0]).decode("utf-8", "replace")
+    if not 1 <= len(key.encode("utf-8")) <= 1024:
+        log.warning("%.60r is not a valid S3 key (1 to 1024 bytes); dropped", key)
+        return None
+    return key, as_bytes(value[1])
+
+
+def serve(connector: wallaroo.experimental.SinkConnector, bucket: Bucket) -> int:
+    """Store what the connector reads until a stop is requested; return the count written.
+
+    Raises:
+        ConnectorError: the connector stopped listening (it was closed).
+    """
+    written = 0
+    while not stopping.is_set():
+        try:
+            values = connector.read_many(MAX_BATCH, timeout=0.2)
+        except TimeoutError:
+            continue
+        except wallaroo.experimental.ConnectorError:
+            raise
+        except wallaroo.WallarooError as exc:  # the decoder rejected one output
+            log.warning("%s; dropped", exc)
+            continue
+        objects = dict(item for value in values if (item := object_for(value)) is not None)
+        written += bucket.write(objects)
+    return written
+
+
+def import_boto3() -> Any:
+    """boto3, imported only when the program runs (an optional extra of wallaroo-py)."""
+    try:
+        return importlib.import_module("boto3")
+    except ImportError:
+        raise ImportError(
+            "s3_bucket_sink needs boto3, which is not installed: pip install 'wallaroo-py[s3]'"
+        ) from None
+
+
+def s3_client(boto3: Any, region: str | None, endpoint_url: str | None) -> Any:
+    """An S3 client with short timeouts (path-style addressing with ``endpoint_url``).
+
+    Raises:
+        ValueError: no region is given or configured.
+    """
+    config = importlib.import_module("botocore.config").Config(
+        connect_timeout=5, read_timeout=30, max_pool_connections=THREADS,
+        retries={"mode": "standard", "max_attempts": 2},
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )  # fmt: skip
+    no_region = importlib.import_module("botocore.exceptions").NoRegionError
+    try:
+        return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+    except no_region:
+        raise ValueError(
+            "no AWS region: give --<connector>-region or set AWS_DEFAULT_REGION"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the connector until SIGINT or SIGTERM; return the exit code."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # its INFO lines are noise here
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
+    args = list(sys.argv if argv is None else argv)
+    connector: wallaroo.experimental.SinkConnector | None = None
+    bucket: Bucket | None = None
+    try:
+        boto3 = import_boto3()
+        connector = wallaroo.experimental.SinkConnector(
+            args, required_params=["bucket"], optional_params=["region", "endpoint_url"]
+        )
+        params = connector.params
+        bucket = Bucket(s3_client(boto3, params.region, params.endpoint_url), params.bucket)
+        connector.listen()
+        host, port = connector.address
+        meta = bucket.client.meta
+        log.info(
+            "s3_bucket_sink for connector '%s': listening for the worker on %s:%d, writing to "
+            "S3 bucket '%s' at %s (region %s)", connector.config.name, host, port, bucket.name,
+            meta.endpoint_url, meta.region_name,
+        )  # fmt: skip
+        bucket.ensure()
+        written = serve(connector, bucket)
+        log.info("%d object(s) written to S3 bucket '%s'", written, bucket.name)
+        return 0
+    except (wallaroo.WallarooError, OSError, ValueError, ImportError) as exc:
+        log.error("%s", exc)
+        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if connector is not None:
+            connector.close()
+        if bucket is not None:
+            bucket.pool.shutdown(wait=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
