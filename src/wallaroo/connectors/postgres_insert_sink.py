@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""postgres_insert_sink: receive a connector sink's output from Wallaroo and INSERT each one as
+a row of a PostgreSQL table.
+
+Usage::
+
+    postgres_insert_sink --application-module app --connector counts \\
+        --counts-connection postgresql://postgres@127.0.0.1:5432/test \\
+        --counts-table word_counts --counts-columns word,count
+
+Parameters (prefixed with the connector's name):
+    connection   (required) a libpq connection string (DSN or URI).
+    table        (required) the table, ``name`` or ``schema.name``, taken literally (quoted, so
+                 case matters).
+    columns      (required) comma-separated column names, in the order of the tuple the
+                 application's sink decoder returns.
+
+It listens for the worker at the address the application gives the connector. The sink decoder
+returns one tuple (or list) per row, as many values as ``columns`` names (a single column may
+take a bare value); psycopg adapts the values (str, int, float, bytes, datetime, None, ...).
+Rows are inserted in batches, with ``executemany`` in one transaction per batch. A batch the
+database rejects for its data (a constraint, a value of the wrong type) is inserted again row by
+row, and each failing row is logged and dropped; an output that is not a row of the right length
+is logged and dropped too.
+
+The table is appended to: at-least-once. When PostgreSQL cannot be reached the batch is held and
+inserted again (0.2 s backing off to 5 s, logged) once it is back, while the worker is slowed
+down (the connector's buffer pushes back); a batch whose COMMIT was cut off by a lost connection
+may therefore be inserted twice. On SIGINT or SIGTERM it stops listening, inserts what it
+already received (retrying for at most 2 s, then a warning names how many rows were not
+written) and exits with code 0.
+
+Logs go to stderr; the first line names the connector, the worker's address and the database.
+Exit code 1 means the worker's address could not be bound, 2 a usage or configuration error
+(a missing table or column, or psycopg missing: ``pip install 'wallaroo-py[postgres]'``).
+
+This file is self-contained and uses only the public API: copy it into your tree and adapt it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any
+
+import wallaroo
+import wallaroo.experimental
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+PROGRAM = "postgres_insert_sink"
+log = logging.getLogger(PROGRAM)
+
+READ_BATCH = 1024
+FIRST_DELAY = 0.2
+MAX_DELAY = 5.0
+STOP_GRACE = 2.0
+
+
+class UsageError(Exception):
+    """A parameter is wrong, or the table does not fit it (exit code 2)."""
+
+
+def import_psycopg() -> ModuleType:
+    """Import psycopg 3.
+
+    Raises:
+        UsageError: it is not installed (one line naming the extra to install).
+    """
+    try:
+        import psycopg
+    except ImportError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(
+            f"the PostgreSQL client library psycopg is missing ({first}); "
+            "install it with: pip install 'wallaroo-py[postgres]'"
+        ) from exc
+    return psycopg
+
+
+def describe(psycopg_module: ModuleType, dsn: str) -> str:
+    """``host:port/dbname`` of a connection string, for the log (never the password).
+
+    Raises:
+        UsageError: the connection string cannot be parsed.
+    """
+    try:
+        info = psycopg_module.conninfo.conninfo_to_dict(dsn)
+    except psycopg_module.ProgrammingError as exc:
+        raise UsageError(f"cannot parse the connection string: {exc}") from exc
+    host = info.get("host") or info.get("hostaddr") or "the default host"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or '(default database)'}"
+
+
+def session_name(psycopg_module: ModuleType, dsn: str, connector: str) -> dict[str, str]:
+    """The ``application_name`` that shows this program in ``pg_stat_activity``, unless the
+    connection string sets one."""
+    if "application_name" in psycopg_module.conninfo.conninfo_to_dict(dsn):
+        return {}
+    return {"application_name": f"wallaroo {PROGRAM} {connector}"[:63]}
+
+
+class TableWriter:
+    """Inserts rows into one table, reconnecting while PostgreSQL is unreachable.
+
+    Args:
+        psycopg_module: the imported ``psycopg`` package.
+        dsn: the connection string.
+        table: the table's name (``schema.name`` allowed).
+        columns: the column names.
+        stop: set by SIGINT/SIGTERM; from then on, retrying gives up after ``STOP_GRACE`` s.
+        naming: extra connection parameters (the ``application_name``).
+    """
+
+    def __init__(
+        self,
+        psycopg_module: ModuleType,
+        dsn: str,
+        table: str,
+        columns: list[str],
+        stop: threading.Event,
+        naming: dict[str, str],
+    ) -> None:
+        from psycopg import sql
+
+        self.pg, self.naming = psycopg_module, naming
+        self.dsn, self.table, self.columns = dsn, table, columns
+        self.stop = stop
+        self.inserted = self.rejected = 0
+        target = sql.Identifier(*table.split("."))
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        self.insert: sql.Composed = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            target, names, sql.SQL(", ").join(sql.Placeholder() * len(columns))
+        )
+        self.probe: sql.Composed = sql.SQL("SELECT {} FROM {} LIMIT 0").format(names, target)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lost = False
+        self._delay = FIRST_DELAY
+        self._give_up_at: float | None = None
+
+    def connect(self, *, holding: bool = False) -> bool:
+        """Connect (retrying while PostgreSQL is unreachable) and check the table's columns.
+
+        Args:
+            holding: rows wait to be inserted, so a stop gives up only after ``STOP_GRACE`` s.
+
+        Returns:
+            True when connected; False when the program is stopping and gave up.
+
+        Raises:
+            UsageError: the table or a column does not exist, or access is denied.
+        """
+        while self._conn is None:
+            try:
+                conn = self.pg.connect(self.dsn, autocommit=True, connect_timeout=5, **self.naming)
+            except self.pg.OperationalError as exc:
+                if not self._retry(f"cannot reach PostgreSQL ({_line(exc)})", holding=holding):
+                    return False
+                continue
+            try:
+                conn.execute(self.probe)
+            except self.pg.ProgrammingError as exc:
+                conn.close()
+                raise UsageError(
+                    f"cannot insert into {self.table} ({', '.join(self.columns)}): {_line(exc)}"
+                ) from exc
+            self._conn, info = conn, conn.info
+            log.info(
+                "connected to PostgreSQL at %s:%s/%s%s", info.host, info.port, info.dbname,
+                "; inserting again" if self._lost else "",
+            )  # fmt: skip
+            self._lost, self._delay = False, FIRST_DELAY
+        return True
+
+    def write(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Insert ``rows`` in one transaction, holding them while PostgreSQL is unreachable.
+
+        Returns:
+            True once inserted (rows the database rejects are logged and dropped); False when
+            the program is stopping and gave up (nothing more is inserted).
+
+        Raises:
+            UsageError: the table or a column disappeared.
+        """
+        while True:
+            if not self.connect(holding=True):
+                return False
+            conn = self._conn
+            if conn is None:
+                continue
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(self.insert, rows)
+            except self.pg.OperationalError as exc:
+                if conn.closed or conn.broken:
+                    self._drop()
+                if not self._retry(f"lost PostgreSQL ({_line(exc)}); holding {len(rows)} rows"):
+                    return False
+                continue
+            except (self.pg.DataError, self.pg.IntegrityError, self.pg.ProgrammingError) as exc:
+                if isinstance(exc, self.pg.errors.UndefinedTable | self.pg.errors.UndefinedColumn):
+                    raise UsageError(f"cannot insert into {self.table}: {_line(exc)}") from exc
+                rows = self._one_by_one(conn, rows)
+                if not rows:
+                    return True
+                if conn.closed or conn.broken:
+                    self._drop()
+                if not self._retry(f"lost PostgreSQL; holding {len(rows)} rows"):
+                    return False
+                continue
+            self.inserted += len(rows)
+            return True
+
+    def _retry(self, problem: str, *, holding: bool = True) -> bool:
+        """Log ``problem`` (once per outage) and wait before the next attempt; False when the
+        program is stopping and holds nothing, or its grace period is over."""
+        if not self._lost:
+            log.warning("%s; retrying", problem)
+            self._lost = True
+        if self.stop.is_set() and not holding:
+            return False
+        if self.stop.is_set():
+            now = time.monotonic()
+            if self._give_up_at is None:
+                self._give_up_at = now + STOP_GRACE
+            if now >= self._give_up_at:
+                return False
+        self.stop.wait(self._delay if not self.stop.is_set() else 0.1)
+        self._delay = min(self._delay * 2, MAX_DELAY)
+        return True
+
+    def _one_by_one(
+        self, conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """Insert each row in its own transaction (after the batch failed); log and drop the
+        rows the database rejects. Returns the rows not tried because the connection failed."""
+        for index, row in enumerate(rows):
+            try:
+                with conn.transaction():
+                    conn.execute(self.insert, row)
+            except self.pg.OperationalError:
+                return rows[index:]
+            except (self.pg.DataError, self.pg.IntegrityError, self.pg.ProgrammingError) as exc:
+                self.rejected += 1
+                log.warning("PostgreSQL rejected the row %.200r: %s; dropped", row, _line(exc))
+                continue
+            self.inserted += 1
+        return []
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        self._drop()
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Rows:
+    """Turns decoded outputs into rows of ``width`` values, counting what does not fit."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.dropped = 0
+
+    def collect(self, values: list[Any]) -> list[tuple[Any, ...]]:
+        """The rows among ``values``; the others are logged and dropped."""
+        rows: list[tuple[Any, ...]] = []
+        for value in values:
+            if isinstance(value, tuple | list) and len(value) == self.width:
+                rows.append(tuple(value))
+            elif self.width == 1 and not isinstance(value, tuple | list):
+                rows.append((value,))
+            else:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warning(
+                        "the sink decoder must return a row of %d values; dropped %.200r "
+                        "(%d dropped so far)", self.width, value, self.dropped,
+                    )  # fmt: skip
+        return rows
+
+
+def read_batch(connector: wallaroo.experimental.SinkConnector, timeout: float) -> list[Any]:
+    """Up to ``READ_BATCH`` decoded values (empty after ``timeout`` seconds without any).
+
+    Raises:
+        ConnectorError: the connector is closed and every value was read.
+    """
+    try:
+        return connector.read_many(READ_BATCH, timeout=timeout)
+    except TimeoutError:
+        return []
+    except wallaroo.experimental.ConnectorError:
+        raise
+    except wallaroo.WallarooError as exc:  # the decoder rejected one output
+        log.warning("%s; dropped", exc)
+        return []
+
+
+def serve(
+    connector: wallaroo.experimental.SinkConnector, writer: TableWriter, stop: threading.Event
+) -> None:
+    """Insert what the worker sends until ``stop`` is set; then stop listening, insert what was
+    already received (retrying for at most ``STOP_GRACE`` seconds) and return."""
+    rows = Rows(len(writer.columns))
+    while not stop.is_set():
+        values = read_batch(connector, 0.2)
+        if values:
+            writer.write(rows.collect(values))
+    connector.close()
+    left = 0
+    while True:
+        try:
+            values = read_batch(connector, 0.0)
+        except wallaroo.experimental.ConnectorError:
+            break  # closed, and everything received was read
+        batch = rows.collect(values)
+        if batch and (left or not writer.write(batch)):
+            left += len(batch)
+    if left:
+        log.warning("stopped with %d received rows not inserted", left)
+
+
+def column_list(flag: str, value: str) -> list[str]:
+    """The comma-separated column names of ``value``.
+
+    Raises:
+        UsageError: a name is empty (the message names ``flag``).
+    """
+    columns = [c.strip() for c in value.split(",")]
+    if not all(columns):
+        raise UsageError(f"{flag} must be comma-separated column names, got {value!r}")
+    return columns
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the connector until SIGINT or SIGTERM; return the exit code."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        if not stop.is_set():
+            log.info("stopping (%s)", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    args = list(sys.argv if argv is None else argv)
+    connector: wallaroo.experimental.SinkConnector | None = None
+    writer: TableWriter | None = None
+    try:
+        psycopg_module = import_psycopg()
+        connector = wallaroo.experimental.SinkConnector(
+            args, required_params=["connection", "table", "columns"]
+        )
+        params, name = connector.params, connector.config.name
+        columns = column_list(f"--{name}-columns", params.columns)
+        database = describe(psycopg_module, params.connection)
+        naming = session_name(psycopg_module, params.connection, name)
+        writer = TableWriter(psycopg_module, params.connection, params.table, columns, stop, naming)
+        connector.listen()
+        log.info(
+            "postgres_insert_sink for connector '%s': listening for the worker on %s:%d, "
+            "inserting into %s (%s) at PostgreSQL %s", name, *connector.address, params.table,
+            ", ".join(columns), database,
+        )  # fmt: skip
+        if writer.connect():
+            serve(connector, writer, stop)
+        return 0
+    except (wallaroo.WallarooError, OSError, UsageError) as exc:
+        log.error("%s", exc)
+        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if connector is not None:
+            connector.close()
+        if writer is not None:
+            writer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
