@@ -47,9 +47,19 @@ EXPERIMENTAL = {
     "stream_message_decoder",
     "stream_message_encoder",
 }
-TESTING = {"ConformanceError", "ConformanceReport", "DeadLetter", "Harness", "ListSink",
-           "MockClock", "RunResult", "check_sink_connector", "check_source_connector",
-           "python_module_command", "run"}
+TESTING = {
+    "ConformanceError",
+    "ConformanceReport",
+    "DeadLetter",
+    "Harness",
+    "ListSink",
+    "MockClock",
+    "RunResult",
+    "check_sink_connector",
+    "check_source_connector",
+    "python_module_command",
+    "run",
+}
 OPTIONAL = [
     "confluent_kafka",
     "kafka",

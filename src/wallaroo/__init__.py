@@ -20,6 +20,12 @@ from wallaroo.decorators import (
     state_computation_multi,
 )
 from wallaroo.errors import WallarooError, WallarooParameterError
+from wallaroo.kafka import (
+    CustomKafkaSinkCLIParser,
+    CustomKafkaSourceCLIParser,
+    DefaultKafkaSinkCLIParser,
+    DefaultKafkaSourceCLIParser,
+)
 from wallaroo.pipeline import Pipeline, build_application, source
 from wallaroo.serialization import deserialize, serialize
 
@@ -27,6 +33,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApplicationBuilder",
+    "CustomKafkaSinkCLIParser",
+    "CustomKafkaSourceCLIParser",
+    "DefaultKafkaSinkCLIParser",
+    "DefaultKafkaSourceCLIParser",
     "GenSourceConfig",
     "Pipeline",
     "TCPSinkConfig",

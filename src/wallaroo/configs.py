@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from wallaroo.errors import WallarooParameterError
+from wallaroo.kafka import (
+    CustomKafkaSinkCLIParser,
+    CustomKafkaSourceCLIParser,
+    DefaultKafkaSinkCLIParser,
+    DefaultKafkaSourceCLIParser,
+)
 
 __all__ = [
     "GenSourceConfig",
@@ -285,8 +291,27 @@ class SinkConnectorConfig:
         object.__setattr__(self, "host", check_host(host, what))
 
 
-SourceConfig = TCPSourceConfig | GenSourceConfig | SourceConnectorConfig
-SinkConfig = TCPSinkConfig | SinkConnectorConfig
+SourceConfig = (
+    TCPSourceConfig
+    | GenSourceConfig
+    | SourceConnectorConfig
+    | DefaultKafkaSourceCLIParser
+    | CustomKafkaSourceCLIParser
+)
+SinkConfig = (
+    TCPSinkConfig | SinkConnectorConfig | DefaultKafkaSinkCLIParser | CustomKafkaSinkCLIParser
+)
 
-SOURCE_CONFIG_TYPES: tuple[type, ...] = (TCPSourceConfig, GenSourceConfig, SourceConnectorConfig)
-SINK_CONFIG_TYPES: tuple[type, ...] = (TCPSinkConfig, SinkConnectorConfig)
+SOURCE_CONFIG_TYPES: tuple[type, ...] = (
+    TCPSourceConfig,
+    GenSourceConfig,
+    SourceConnectorConfig,
+    DefaultKafkaSourceCLIParser,
+    CustomKafkaSourceCLIParser,
+)
+SINK_CONFIG_TYPES: tuple[type, ...] = (
+    TCPSinkConfig,
+    SinkConnectorConfig,
+    DefaultKafkaSinkCLIParser,
+    CustomKafkaSinkCLIParser,
+)

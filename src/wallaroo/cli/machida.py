@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             run_with_resilience=flags.run_with_resilience,
             time_between_checkpoints_ns=flags.time_between_checkpoints,
         )
-        worker = Worker(loaded, options, log=log)
+        worker = Worker(loaded, options, log=log, app_args=flags.app_args)
     except (ConfigurationError, WallarooParameterError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

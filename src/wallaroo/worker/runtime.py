@@ -1,6 +1,6 @@
 """The worker: one process, one asyncio event loop, the embedded engine in the middle.
 
-Every task the worker starts (sink connections, generator sources) lives in one
+Every task the worker starts (sink connections, generator and Kafka sources) lives in one
 :class:`asyncio.TaskGroup`; listeners are closed and sinks drained on :meth:`Worker.stop`.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,23 +26,31 @@ from wallaroo.engine.clock import Clock
 from wallaroo.engine.deadletter import DEFAULT_FILENAME, DeadLetterLog
 from wallaroo.engine.local import EngineStatistics, LocalEngine
 from wallaroo.errors import ConfigurationError
+from wallaroo.kafka import (
+    CustomKafkaSinkCLIParser,
+    CustomKafkaSourceCLIParser,
+    DefaultKafkaSinkCLIParser,
+    DefaultKafkaSourceCLIParser,
+)
 from wallaroo.loader import LoadedApplication
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import DEFAULT_KEY_GROUPS
 from wallaroo.protocol.sink_session import WorkerSinkSession
+from wallaroo.worker.connector_sink import ConnectorSinkOutput
 from wallaroo.worker.egress import (
-    ConnectorSinkOutput,
     SinkOutput,
     SinkOutputStatistics,
     TCPSinkOutput,
 )
 from wallaroo.worker.flow import Gate, GateStatistics
+from wallaroo.worker.generator import GeneratorSource
 from wallaroo.worker.ingress import (
     ConnectorSourceListener,
-    GeneratorSource,
     IngressStatistics,
     TCPSourceListener,
 )
+from wallaroo.worker.kafka import KafkaSource
+from wallaroo.worker.kafka_sink import KafkaSinkOutput
 
 __all__ = ["Worker", "WorkerOptions", "WorkerStatistics"]
 
@@ -88,6 +97,15 @@ class Worker:
         options: worker settings.
         log: the logger to report to (``wallaroo.worker`` by default).
         clock: the engine's clock.
+        app_args: the application's arguments (what ``application_setup(args)`` received);
+            the ``Default*`` Kafka configs read their ``--kafka_*`` flags from them. None means
+            this process's command line (``sys.argv[1:]``), which holds them when the worker was
+            started by ``machida`` or ``wallaroo run``.
+
+    Raises:
+        ConfigurationError: a source or sink the worker cannot run, or a Kafka one without
+            confluent-kafka installed.
+        WallarooParameterError: a ``--kafka_*`` flag is missing or has a bad value.
     """
 
     def __init__(
@@ -97,22 +115,26 @@ class Worker:
         *,
         log: logging.Logger | None = None,
         clock: Clock | None = None,
+        app_args: Sequence[str] | None = None,
     ) -> None:
         self.options = options or WorkerOptions()
         self.log = log or logging.getLogger("wallaroo.worker")
         self.loaded = loaded
+        self.app_args = list(sys.argv[1:] if app_args is None else app_args)
         self.plan = compile_application(loaded.application, key_groups=self.options.key_groups)
         self._stop: asyncio.Event | None = None
         self._started = False
         self.gate = Gate()
-        self.outputs: list[SinkOutput] = [
-            self._output(p.index, p.name, p.config) for p in self.plan.sinks
-        ]
         dead = DeadLetterLog(self._deadletter_path(), worker=self.options.name)
         dead.serialize = loaded.serialize
+        self._dead = dead
+        self.outputs: list[SinkOutput | KafkaSinkOutput] = [
+            self._output(p.index, p.name, p.config) for p in self.plan.sinks
+        ]
         self.engine = LocalEngine(self.plan, self.outputs, dead_letters=dead, clock=clock)
         self.listeners: list[ConnectorSourceListener | TCPSourceListener] = []
         self.generators: list[GeneratorSource] = []
+        self.kafka_sources: list[KafkaSource] = []
         for source in self.plan.sources:
             self._ingress(source)
 
@@ -121,7 +143,7 @@ class Worker:
         directory = Path(base) if base else Path(os.getcwd()) / "wallaroo-deadletter"
         return directory / DEFAULT_FILENAME
 
-    def _output(self, index: int, name: str, config: Any) -> SinkOutput:
+    def _output(self, index: int, name: str, config: Any) -> SinkOutput | KafkaSinkOutput:
         if isinstance(config, SinkConnectorConfig):
             session = WorkerSinkSession(
                 app_name=self.plan.app_name,
@@ -133,6 +155,10 @@ class Worker:
             return ConnectorSinkOutput(name, config.host, config.port, self.gate, self.log, session)
         if isinstance(config, TCPSinkConfig):
             return TCPSinkOutput(name, config.host, config.port, self.gate, self.log)
+        if isinstance(config, DefaultKafkaSinkCLIParser):
+            config = config.resolve(self.app_args)
+        if isinstance(config, CustomKafkaSinkCLIParser):
+            return KafkaSinkOutput(name, config, self.gate, self.log, self._dead)
         raise ConfigurationError(f"the worker cannot run sink '{name}' ({type(config).__name__})")
 
     def _ingress(self, source: Any) -> None:
@@ -144,6 +170,23 @@ class Worker:
             self.listeners.append(TCPSourceListener(*args, self.options.max_frame_size))
         elif isinstance(config, GenSourceConfig):
             self.generators.append(GeneratorSource(*args))
+        elif isinstance(config, DefaultKafkaSourceCLIParser | CustomKafkaSourceCLIParser):
+            resolved = (
+                config.resolve(self.app_args)
+                if isinstance(config, DefaultKafkaSourceCLIParser)
+                else config
+            )
+            group = f"wallaroo-{self.plan.app_name}-{source.name}"
+            kafka = KafkaSource(
+                source,
+                resolved,
+                self.engine,
+                self.gate,
+                self.log,
+                group_id=group,
+                drain=self._drain,
+            )
+            self.kafka_sources.append(kafka)
         else:
             raise ConfigurationError(
                 f"the worker cannot run source '{source.name}' ({type(config).__name__})"
@@ -181,6 +224,9 @@ class Worker:
                 for lst in self.listeners
                 if isinstance(lst, ConnectorSourceListener)
             ]
+            background += [
+                tasks.create_task(k.run(), name=f"kafka {k.plan.name}") for k in self.kafka_sources
+            ]
             self.log.info(
                 "worker '%s' is running application '%s'", self.options.name, self.plan.app_name
             )
@@ -205,14 +251,24 @@ class Worker:
                 "%s '%s' listening on %s:%d", listener.kind, listener.plan.name, host, port
             )
 
+    async def _drain(self, timeout: float) -> bool:
+        """Wait until every sink has handed its output on (or ``timeout``)."""
+        results = [await output.drain(timeout) for output in self.outputs]
+        return all(results)
+
     async def _shutdown(self) -> None:
         for listener in self.listeners:
             await listener.stop()
+        drained = True
         for output in self.outputs:
             if not await output.drain(self.options.drain_timeout):
+                drained = False
                 self.log.warning(
                     "sink '%s' still held %d bytes at shutdown", output.name, output.buffered_bytes
                 )
+        for kafka in self.kafka_sources:  # commit only what every sink handed on
+            await kafka.close(commit=drained)
+        for output in self.outputs:
             output.stop()
         self.engine.dead_letters.close()
         self.log.info("worker '%s' stopped", self.options.name)
@@ -225,6 +281,7 @@ class Worker:
     def statistics(self) -> WorkerStatistics:
         sources = [lst.statistics() for lst in self.listeners]
         sources += [g.statistics() for g in self.generators]
+        sources += [k.statistics() for k in self.kafka_sources]
         return WorkerStatistics(
             self.options.name,
             self.engine.statistics(),
