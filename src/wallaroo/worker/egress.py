@@ -10,28 +10,15 @@ without checkpoints a TCP sink is at-most-once for them (the checkpoint issue ad
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from dataclasses import dataclass
-from typing import Any
 
-from wallaroo.errors import FrameError, ProtocolError
-from wallaroo.protocol.events import (
-    SinkError,
-    SinkReady,
-    SinkRestarted,
-    StreamAccepted,
-    UncommittedReported,
-    VoteReceived,
-)
-from wallaroo.protocol.sink_session import WorkerSinkSession
 from wallaroo.worker.flow import Gate
 
-__all__ = ["ConnectorSinkOutput", "SinkOutput", "SinkOutputStatistics", "TCPSinkOutput"]
+__all__ = ["SinkOutput", "SinkOutputStatistics", "TCPSinkOutput"]
 
 HIGH_WATER = 8 * 1024 * 1024
 LOW_WATER = 1024 * 1024
-_rtags = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,85 +197,3 @@ class TCPSinkOutput(SinkOutput):
 
     def data_received(self, data: bytes) -> None:
         """A TCP sink does not expect replies; anything the peer sends is ignored."""
-
-
-class ConnectorSinkOutput(SinkOutput):
-    """Speaks the connector protocol to a sink connector (the worker is the client)."""
-
-    kind = "sink connector"
-
-    def __init__(
-        self,
-        name: str,
-        host: str,
-        port: int,
-        gate: Gate,
-        log: logging.Logger,
-        session: WorkerSinkSession,
-    ) -> None:
-        super().__init__(name, host, port, gate, log)
-        self.session = session
-        self._got_ok = self._got_stream = self._got_list = False
-
-    def _frame(self, payloads: list[bytes]) -> bytes:
-        return self.session.payloads(payloads)
-
-    def _connected(self) -> None:
-        self._got_ok = self._got_stream = self._got_list = False
-        assert self._transport is not None
-        self._transport.write(self.session.intro(next(_rtags)))
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            events = self.session.receive(data)
-        except (ProtocolError, FrameError) as exc:
-            self._log.error(
-                "sink connector '%s' broke the protocol: %s; reconnecting", self.name, exc
-            )
-            self._abort(exc)
-            return
-        for event in events:
-            self._handle(event)
-        if not self._ready and self._got_ok and self._got_stream and self._got_list:
-            self._ready = True
-            self._flush()
-
-    def _handle(self, event: Any) -> None:
-        if isinstance(event, SinkReady):
-            self._got_ok = True
-        elif isinstance(event, StreamAccepted):
-            self._got_stream = True
-        elif isinstance(event, UncommittedReported):
-            # Without checkpoints nothing can be committed: abort what the sink still holds.
-            for txn_id in event.txn_ids:
-                self._log.warning(
-                    "sink connector '%s' holds uncommitted transaction %s; aborting it",
-                    self.name,
-                    txn_id,
-                )
-                if self._transport is not None:
-                    self._transport.write(self.session.phase2(txn_id, commit=False))
-            self._got_list = True
-        elif isinstance(event, SinkError):
-            self._log.error("sink connector '%s' sent an error: %s", self.name, event.message)
-            self._abort(None)
-        elif isinstance(event, SinkRestarted):
-            self._log.info("sink connector '%s' asked for a restart", self.name)
-            self._abort(None)
-        elif isinstance(event, VoteReceived):
-            self._log.warning(
-                "sink connector '%s' voted on %s outside a checkpoint; ignored",
-                self.name,
-                event.txn_id,
-            )
-
-    def _abort(self, exc: Exception | None) -> None:
-        transport = self._transport
-        if transport is not None:
-            if exc is not None:
-                transport.write(self.session.error(str(exc)))
-            transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.session.connection_lost()
-        super().connection_lost(exc)

@@ -16,18 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wallaroo.configs import GenSourceConfig, SourceConnectorConfig, TCPSourceConfig
+from wallaroo.configs import SourceConnectorConfig, TCPSourceConfig
 from wallaroo.decorators import Decoder
 from wallaroo.engine.local import LocalEngine
 from wallaroo.plan.physical import SourcePlan
 from wallaroo.protocol.events import Messages, SessionClosed, StreamClosed, StreamOpened
+from wallaroo.protocol.frames import Restart
 from wallaroo.protocol.source_session import SourceSession
 from wallaroo.protocol.stream_registry import StreamRegistry
 from wallaroo.worker.flow import Gate
 
-__all__ = ["ConnectorSourceListener", "GeneratorSource", "IngressStatistics", "TCPSourceListener"]
+__all__ = ["ConnectorSourceListener", "IngressStatistics", "TCPSourceListener"]
 
-GENERATOR_BATCH = 1024
 ACK_INTERVAL = 0.2
 
 
@@ -99,7 +99,11 @@ class _Listener(abc.ABC):
 
 
 class ConnectorSourceListener(_Listener):
-    """Listens for connector processes and speaks protocol v3 with each (worker side)."""
+    """Listens for connector processes and speaks protocol v3 with each (worker side).
+
+    With ``resilient``, connectors are acknowledged only for positions inside a committed
+    checkpoint (:meth:`committed`); :meth:`rollback` sends them RESTART so they replay.
+    """
 
     kind = "connector source"
 
@@ -110,8 +114,11 @@ class ConnectorSourceListener(_Listener):
         gate: Gate,
         log: logging.Logger,
         max_frame_size: int,
+        *,
+        resilient: bool = False,
     ) -> None:
         super().__init__(plan, engine, gate, log, max_frame_size)
+        self.resilient = resilient
         config = plan.config
         assert isinstance(config, SourceConnectorConfig)
         self.config = config
@@ -140,7 +147,34 @@ class ConnectorSourceListener(_Listener):
             refill_credits=c.refill_credits,
             registry=self.registry,
             max_frame_size=self.max_frame_size,
+            acks_after_checkpoint=self.resilient,
         )
+
+    def _sessions(self) -> list[_ConnectorConnection]:
+        return [c for c in self.connections if isinstance(c, _ConnectorConnection)]
+
+    def positions(self) -> dict[int, int]:
+        """The last processed point of reference of every stream this listener has seen."""
+        found = self.registry.inactive_positions()
+        for conn in self._sessions():
+            found.update(conn.session.positions())
+        return found
+
+    def committed(self, positions: dict[int, int]) -> None:
+        """A checkpoint holding ``positions`` is durable: acknowledge them to the connectors."""
+        for conn in self._sessions():
+            conn.session.checkpoint_committed(positions)
+            conn.flush(force=False)
+
+    def restore(self, positions: dict[int, int]) -> None:
+        """Start from a checkpoint: streams resume after their checkpointed positions."""
+        self.registry.reset(positions)
+
+    def rollback(self, positions: dict[int, int]) -> None:
+        """Back to a checkpoint: RESTART every connector (they replay after ``positions``)."""
+        for conn in self._sessions():
+            conn.restart()
+        self.registry.reset(positions)
 
 
 class _ConnectorConnection(asyncio.Protocol):
@@ -198,6 +232,13 @@ class _ConnectorConnection(asyncio.Protocol):
             transport.write(out)
         if session.closed:
             transport.close()
+
+    def restart(self) -> None:
+        """Send RESTART, forget the session's streams and close (the connector reconnects)."""
+        self.session.connection_lost()
+        if self.transport is not None:
+            self.transport.write(Restart("").encode())
+            self.transport.close()
 
     def _deliver(self, event: Messages) -> None:
         payloads = event.payloads
@@ -345,50 +386,3 @@ class _FramedConnection(asyncio.Protocol):
         if self.transport is not None:
             self.listener.gate.forget(self.transport)
         self.transport = None
-
-
-class GeneratorSource:
-    """Runs ``initial_value()`` then ``apply(last)`` until ``None``, in batches."""
-
-    def __init__(
-        self, plan: SourcePlan, engine: LocalEngine, gate: Gate, log: logging.Logger
-    ) -> None:
-        config = plan.config
-        assert isinstance(config, GenSourceConfig)
-        self.plan = plan
-        self.generator = config.generator
-        self.process = engine.source_runner(plan.index).run
-        self.gate = gate
-        self.log = log
-        self.messages = 0
-        self.errors = 0
-        self.finished = False
-
-    async def run(self) -> None:
-        value = self._call(self.generator.initial_value)
-        while value is not None:
-            await self.gate.wait_open()
-            batch: list[Any] = []
-            while value is not None and len(batch) < GENERATOR_BATCH:
-                batch.append(value)
-                value = self._call(self.generator.apply, value)
-            self.process(batch)
-            self.messages += len(batch)
-            await asyncio.sleep(0)
-        self.finished = True
-        self.log.info(
-            "generator source '%s' finished after %d messages", self.plan.name, self.messages
-        )
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception:
-            self.errors += 1
-            self.log.exception("generator source '%s' raised; it stops here", self.plan.name)
-            return None
-
-    def statistics(self) -> IngressStatistics:
-        return IngressStatistics(
-            self.plan.name, "generator source", "", 0, 0, self.messages, self.errors
-        )

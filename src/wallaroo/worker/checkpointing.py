@@ -1,0 +1,288 @@
+"""Checkpoints in the worker: take them, commit them with the sinks, recover from them.
+
+A checkpoint is taken between two batches, in the event loop, so it sees one consistent moment:
+every state object, every connector stream's last processed point of reference, every
+generator's next value and every connector sink's output offset (the *barrier*). Then:
+
+1. each connector sink gets PHASE1 for the checkpoint's transaction once its output before the
+   barrier is sent (output after it is held back), and votes;
+2. if every vote is commit, the checkpoint is written to the store (fsync, rename): this is the
+   commit point;
+3. sinks get PHASE2 commit and release their held output; connector sources get ACKs for the
+   checkpointed positions (so a connector only forgets what a durable checkpoint holds).
+
+A vote to abort, a sink that cannot vote, or a failed write aborts the checkpoint: sinks get
+PHASE2 abort and the worker rolls back to the last committed checkpoint (state, sink offsets,
+generators) and sends RESTART to its connectors, which replay after the checkpointed positions.
+On start, :meth:`Checkpointer.recover` does the same from the newest checkpoint on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wallaroo.engine.keys import HASH_FUNCTION
+from wallaroo.engine.local import LocalEngine
+from wallaroo.errors import CheckpointError
+from wallaroo.resilience.state_codec import decode_group, group_blobs
+from wallaroo.resilience.store import Checkpoint, CheckpointStore
+from wallaroo.worker.connector_sink import ConnectorSinkOutput
+from wallaroo.worker.generator import GeneratorSource
+from wallaroo.worker.ingress import ConnectorSourceListener
+
+__all__ = ["CheckpointStatistics", "Checkpointer"]
+
+VOTE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointStatistics:
+    last_committed: int
+    taken: int
+    aborted: int
+    rollbacks: int
+    last_duration_s: float
+    last_bytes: int
+
+
+class Checkpointer:
+    """Takes, commits, aborts and restores checkpoints for one worker.
+
+    Args:
+        app_name: the application (recorded, and checked on recovery).
+        worker_name: the worker (recorded, and checked on recovery).
+        engine: whose state stores are checkpointed.
+        store: where checkpoints go.
+        sources: connector source listeners (positions, acks, RESTART).
+        generators: generator sources (positions).
+        sinks: connector sinks (offsets, two-phase commit).
+        serialize, deserialize: the application's state serialisation.
+        interval_s: seconds between checkpoints.
+        log: where to report.
+    """
+
+    def __init__(
+        self,
+        *,
+        app_name: str,
+        worker_name: str,
+        engine: LocalEngine,
+        store: CheckpointStore,
+        sources: list[ConnectorSourceListener],
+        generators: list[GeneratorSource],
+        sinks: list[ConnectorSinkOutput],
+        serialize: Callable[[Any], bytes],
+        deserialize: Callable[[bytes], Any],
+        interval_s: float,
+        log: logging.Logger,
+    ) -> None:
+        self.app_name = app_name
+        self.worker_name = worker_name
+        self.engine = engine
+        self.store = store
+        self.sources = sources
+        self.generators = generators
+        self.sinks = sinks
+        self.serialize = serialize
+        self.deserialize = deserialize
+        self.interval_s = interval_s
+        self.log = log
+        self.last_committed = 0
+        self._next_id = 1
+        self._taken = self._aborted = self._rollbacks = 0
+        self._last_duration = 0.0
+        self._last_bytes = 0
+        self._lock = asyncio.Lock()
+
+    # -- recovery -----------------------------------------------------------------------------
+    def recover(self, *, fall_back: bool = False) -> int | None:
+        """Restore the newest checkpoint on disk, if any; return its id.
+
+        Raises:
+            CheckpointError: the newest checkpoint is damaged (and ``fall_back`` is False), or it
+                belongs to another application or worker.
+        """
+        checkpoint, notes = self.store.latest(fall_back=fall_back)
+        for note in notes:
+            self.log.warning("skipping a damaged checkpoint: %s", note)
+        if notes and checkpoint is not None:
+            self.log.warning(
+                "recovering from an older checkpoint (%d): messages between it and "
+                "the damaged one may be replayed, and any output they made again",
+                checkpoint.id,
+            )
+        if checkpoint is None:
+            return None
+        self._check(checkpoint)
+        self.log.info("recovering from checkpoint %d (%s)", checkpoint.id, checkpoint.path.name)
+        self._restore(checkpoint, live=False)
+        self.last_committed = checkpoint.id
+        self._next_id = checkpoint.id + 1
+        return checkpoint.id
+
+    def _check(self, checkpoint: Checkpoint) -> None:
+        m = checkpoint.manifest
+        if m.get("app") != self.app_name or m.get("worker") != self.worker_name:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.path} belongs to application {m.get('app')!r}, worker "
+                f"{m.get('worker')!r}, not {self.app_name!r}/{self.worker_name!r}; use another "
+                "--resilience-dir or the same --name"
+            )
+        if m.get("key_groups") != self.engine.plan.key_groups or m.get("hash") != HASH_FUNCTION:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.path} uses {m.get('key_groups')} key groups hashed with "
+                f"{m.get('hash')}; this worker uses {self.engine.plan.key_groups} and "
+                f"{HASH_FUNCTION}"
+            )
+
+    def _restore(self, checkpoint: Checkpoint | None, *, live: bool) -> None:
+        """Put the worker back in the state ``checkpoint`` recorded (None: the beginning)."""
+        m: dict[str, Any] = dict(checkpoint.manifest) if checkpoint is not None else {}
+        self._restore_states(checkpoint)
+        sources = m.get("sources", {})
+        for listener in self.sources:
+            positions = {int(k): int(v) for k, v in sources.get(listener.plan.name, {}).items()}
+            if live:
+                listener.rollback(positions)
+            else:
+                listener.restore(positions)
+        gens = m.get("generators", {})
+        for gen in self.generators:
+            entry = gens.get(gen.plan.name)
+            if entry is None:
+                gen.restore(False, None)
+            else:
+                value = entry["next"]
+                gen.restore(
+                    entry["started"],
+                    None if value is None else self.deserialize(base64.b64decode(value)),
+                )
+        sinks = m.get("sinks", {})
+        for sink in self.sinks:
+            entry = sinks.get(sink.name, {"offset": 0, "txn": None})
+            sink.restore(int(entry["offset"]), entry["txn"])
+
+    def _restore_states(self, checkpoint: Checkpoint | None) -> None:
+        for store in self.engine.states.values():
+            for group in range(store.key_groups):
+                store.drop_group(group)
+        if checkpoint is None:
+            return
+        groups = {k: list(v) for k, v in checkpoint.manifest.get("states", {}).items()}
+        for name, store in self.engine.states.items():
+            for group in groups.pop(name, []):
+                blob = checkpoint.blob(f"state/{name}/{group}")
+                store.restore_group(group, decode_group(blob, self.deserialize))
+        for name in groups:
+            self.log.warning(
+                "the checkpoint holds state %r, which the application no longer has; it is ignored",
+                name,
+            )
+
+    # -- taking checkpoints -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Take a checkpoint every ``interval_s`` seconds, forever."""
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.checkpoint()
+
+    async def checkpoint(self) -> bool:
+        """Take one checkpoint; return True if it was committed."""
+        async with self._lock:
+            return await self._checkpoint()
+
+    async def _checkpoint(self) -> bool:
+        started = time.perf_counter()
+        checkpoint_id = self._next_id
+        self._next_id += 1
+        manifest, blobs = self._snapshot(checkpoint_id)
+        txns = {sink.name: manifest["sinks"][sink.name]["txn"] for sink in self.sinks}
+        votes = await asyncio.gather(*(s.prepare(checkpoint_id, VOTE_TIMEOUT) for s in self.sinks))
+        committed = all(votes)
+        if committed:
+            try:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self.store.write, manifest, blobs)
+            except CheckpointError as exc:
+                self.log.error("checkpoint %d could not be written: %s", checkpoint_id, exc)
+                committed = False
+        if not committed:
+            refused = [s.name for s, ok in zip(self.sinks, votes, strict=True) if not ok]
+            self._abort(checkpoint_id, txns, refused)
+            return False
+        for sink in self.sinks:
+            sink.commit(txns[sink.name])
+        for listener in self.sources:
+            listener.committed(
+                {int(k): v for k, v in manifest["sources"][listener.plan.name].items()}
+            )
+        self.last_committed = checkpoint_id
+        self._taken += 1
+        self._last_duration = time.perf_counter() - started
+        self._last_bytes = sum(len(b) for _, b in blobs)
+        await asyncio.get_running_loop().run_in_executor(None, self.store.prune)
+        self.log.debug("checkpoint %d committed in %.3f s", checkpoint_id, self._last_duration)
+        return True
+
+    def _snapshot(self, checkpoint_id: int) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+        """Everything a checkpoint records, at this moment (no await: one consistent cut)."""
+        blobs: list[tuple[str, bytes]] = []
+        states: dict[str, list[int]] = {}
+        for name, store in self.engine.states.items():
+            for blob_name, data in group_blobs(store, self.serialize):
+                blobs.append((blob_name, data))
+                states.setdefault(name, []).append(int(blob_name.rsplit("/", 1)[1]))
+        generators = {}
+        for gen in self.generators:
+            started, value = gen.position()
+            encoded = (
+                None if value is None else base64.b64encode(self.serialize(value)).decode("ascii")
+            )
+            generators[gen.plan.name] = {"started": started, "next": encoded}
+        manifest = {
+            "id": checkpoint_id,
+            "app": self.app_name,
+            "worker": self.worker_name,
+            "key_groups": self.engine.plan.key_groups,
+            "hash": HASH_FUNCTION,
+            "time_ns": time.time_ns(),
+            "states": states,
+            "sources": {
+                lst.plan.name: {str(k): v for k, v in lst.positions().items()}
+                for lst in self.sources
+            },
+            "generators": generators,
+            "sinks": {sink.name: sink.barrier(checkpoint_id) for sink in self.sinks},
+        }
+        return manifest, blobs
+
+    def _abort(self, checkpoint_id: int, txns: dict[str, str], refused: list[str]) -> None:
+        self._aborted += 1
+        self._rollbacks += 1
+        for sink in self.sinks:
+            sink.abort(txns[sink.name])
+        why = f"sinks {', '.join(refused)} voted abort" if refused else "it could not be written"
+        self.log.warning(
+            "checkpoint %d aborted (%s); rolling back to checkpoint %d and replaying",
+            checkpoint_id,
+            why,
+            self.last_committed,
+        )
+        previous = self.store.read(self.last_committed) if self.last_committed else None
+        self._restore(previous, live=True)
+
+    def statistics(self) -> CheckpointStatistics:
+        return CheckpointStatistics(
+            self.last_committed,
+            self._taken,
+            self._aborted,
+            self._rollbacks,
+            self._last_duration,
+            self._last_bytes,
+        )
