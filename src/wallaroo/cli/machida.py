@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from wallaroo import __version__
 from wallaroo.cli.worker_flags import WorkerFlags, parse_worker_flags
-from wallaroo.errors import ConfigurationError, WallarooParameterError
+from wallaroo.errors import CheckpointError, ConfigurationError, WallarooParameterError
 from wallaroo.loader import load_application
 from wallaroo.worker.runtime import Worker, WorkerOptions
 
@@ -79,11 +79,6 @@ def _notices(flags: WorkerFlags, log: logging.Logger) -> None:
         log.info(
             "--metrics, --metrics-http and --external are accepted and ignored in this version"
         )
-    if flags.run_with_resilience:
-        log.warning(
-            "--run-with-resilience: checkpoints are not implemented in this version "
-            "yet; running without resilience (at-least-once connectors, no replay)"
-        )
 
 
 async def run_worker(worker: Worker) -> None:
@@ -123,6 +118,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             resilience_dir=flags.resilience_dir,
             run_with_resilience=flags.run_with_resilience,
             time_between_checkpoints_ns=flags.time_between_checkpoints,
+            recover_from_previous_checkpoint=flags.recover_from_previous_checkpoint,
         )
         worker = Worker(loaded, options, log=log, app_args=flags.app_args)
     except (ConfigurationError, WallarooParameterError) as exc:
@@ -131,7 +127,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     _notices(flags, log)
     try:
         asyncio.run(run_worker(worker))
-    except ConfigurationError as exc:
+    except (ConfigurationError, CheckpointError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

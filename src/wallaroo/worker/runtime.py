@@ -36,6 +36,8 @@ from wallaroo.loader import LoadedApplication
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import DEFAULT_KEY_GROUPS
 from wallaroo.protocol.sink_session import WorkerSinkSession
+from wallaroo.resilience.store import CheckpointStore
+from wallaroo.worker.checkpointing import Checkpointer, CheckpointStatistics
 from wallaroo.worker.connector_sink import ConnectorSinkOutput
 from wallaroo.worker.egress import (
     SinkOutput,
@@ -69,6 +71,8 @@ class WorkerOptions:
         key_groups: number of key groups of the state.
         max_frame_size: the largest frame a source connection may send.
         drain_timeout: seconds to wait for sinks to flush on shutdown.
+        recover_from_previous_checkpoint: when the newest checkpoint is damaged, start from the
+            newest intact one instead of refusing to start.
     """
 
     name: str = "worker"
@@ -78,6 +82,7 @@ class WorkerOptions:
     key_groups: int = DEFAULT_KEY_GROUPS
     max_frame_size: int = MAX_FRAME_SIZE
     drain_timeout: float = 5.0
+    recover_from_previous_checkpoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class WorkerStatistics:
     sources: tuple[IngressStatistics, ...]
     sinks: tuple[SinkOutputStatistics, ...]
     gate: GateStatistics
+    checkpoints: CheckpointStatistics | None = None
 
 
 class Worker:
@@ -137,6 +143,24 @@ class Worker:
         self.kafka_sources: list[KafkaSource] = []
         for source in self.plan.sources:
             self._ingress(source)
+        self.checkpointer = self._checkpointer() if self.options.run_with_resilience else None
+
+    def _checkpointer(self) -> Checkpointer:
+        base = self.options.resilience_dir
+        directory = Path(base) if base else Path(os.getcwd()) / "wallaroo-resilience"
+        return Checkpointer(
+            app_name=self.plan.app_name,
+            worker_name=self.options.name,
+            engine=self.engine,
+            store=CheckpointStore(directory / "checkpoints"),
+            sources=[s for s in self.listeners if isinstance(s, ConnectorSourceListener)],
+            generators=self.generators,
+            sinks=[o for o in self.outputs if isinstance(o, ConnectorSinkOutput)],
+            serialize=self.loaded.serialize,
+            deserialize=self.loaded.deserialize,
+            interval_s=self.options.time_between_checkpoints_ns / 1e9,
+            log=self.log,
+        )
 
     def _deadletter_path(self) -> Path:
         base = self.options.resilience_dir
@@ -152,7 +176,15 @@ class Worker:
                 cookie=config.cookie,
                 max_frame_size=self.options.max_frame_size,
             )
-            return ConnectorSinkOutput(name, config.host, config.port, self.gate, self.log, session)
+            return ConnectorSinkOutput(
+                name,
+                config.host,
+                config.port,
+                self.gate,
+                self.log,
+                session,
+                resilient=self.options.run_with_resilience,
+            )
         if isinstance(config, TCPSinkConfig):
             return TCPSinkOutput(name, config.host, config.port, self.gate, self.log)
         if isinstance(config, DefaultKafkaSinkCLIParser):
@@ -165,7 +197,11 @@ class Worker:
         config = source.config
         args = (source, self.engine, self.gate, self.log)
         if isinstance(config, SourceConnectorConfig):
-            self.listeners.append(ConnectorSourceListener(*args, self.options.max_frame_size))
+            self.listeners.append(
+                ConnectorSourceListener(
+                    *args, self.options.max_frame_size, resilient=self.options.run_with_resilience
+                )
+            )
         elif isinstance(config, TCPSourceConfig):
             self.listeners.append(TCPSourceListener(*args, self.options.max_frame_size))
         elif isinstance(config, GenSourceConfig):
@@ -202,11 +238,15 @@ class Worker:
 
         Raises:
             ConfigurationError: a source cannot listen on its address.
+            CheckpointError: the newest checkpoint is damaged (see
+                ``recover_from_previous_checkpoint``) or belongs to another application.
         """
         if self._started:
             raise RuntimeError("a worker runs once")
         self._started = True
         self._stop = asyncio.Event()
+        if self.checkpointer is not None:
+            self.checkpointer.recover(fall_back=self.options.recover_from_previous_checkpoint)
         try:
             await self._listen()
         except ConfigurationError:
@@ -227,6 +267,8 @@ class Worker:
             background += [
                 tasks.create_task(k.run(), name=f"kafka {k.plan.name}") for k in self.kafka_sources
             ]
+            if self.checkpointer is not None:
+                background.append(tasks.create_task(self.checkpointer.run(), name="checkpoints"))
             self.log.info(
                 "worker '%s' is running application '%s'", self.options.name, self.plan.app_name
             )
@@ -259,6 +301,8 @@ class Worker:
     async def _shutdown(self) -> None:
         for listener in self.listeners:
             await listener.stop()
+        if self.checkpointer is not None:  # a last checkpoint: a restart replays nothing
+            await self.checkpointer.checkpoint()
         drained = True
         for output in self.outputs:
             if not await output.drain(self.options.drain_timeout):
@@ -288,4 +332,5 @@ class Worker:
             tuple(sources),
             tuple(o.statistics() for o in self.outputs),
             self.gate.statistics(),
+            self.checkpointer.statistics() if self.checkpointer is not None else None,
         )

@@ -1,0 +1,109 @@
+"""Crash recovery with real processes: SIGKILL the worker mid-stream, restart it with the same
+command; the connector replays and the keyed state ends exact (exactly-once state)."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from endpoint import Endpoint
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def final_counts(lines):
+    last = {}
+    for line in lines:
+        key, n = line.split(":")
+        last[key] = max(last.get(key, 0), int(n))
+    return last
+
+
+@pytest.mark.slow
+def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
+    sink = Endpoint()
+    env = {
+        "PYTHONPATH": str(HERE),
+        "COUNT_SOURCE_PORT": str(free_port()),
+        "COUNT_SINK_PORT": str(sink.port),
+        "PATH": f"{BIN}:/usr/bin:/bin",
+    }
+    worker_cmd = [
+        str(BIN / "machida"),
+        "--application-module",
+        "counting_app",
+        "--run-with-resilience",
+        "--resilience-dir",
+        str(tmp_path / "res"),
+        "--time-between-checkpoints",
+        "100000000",
+    ]
+    procs = []
+    files = []
+
+    def log_file(name):
+        files.append((tmp_path / name).open("w"))
+        return files[-1]
+
+    def start_worker():
+        p = subprocess.Popen(worker_cmd, env=env, stderr=log_file(f"w{len(procs)}.log"))
+        procs.append(p)
+        return p
+
+    total, keys = 6000, 30
+    try:
+        worker = start_worker()
+        feeder = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "feeder.py"),
+                str(total),
+                str(keys),
+                "0.02",
+                "--application-module",
+                "counting_app",
+                "--connector",
+                "keys",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file("feeder.log"),
+        )
+        procs.append(feeder)
+        for _ in range(3):
+            deadline = time.monotonic() + 20
+            before = len(sink.lines())
+            while len(sink.lines()) < before + 800 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            worker = start_worker()
+        assert feeder.wait(120) == 0, (tmp_path / "feeder.log").read_text()
+        deadline = time.monotonic() + 30
+        expected = {f"k{i}": total // keys for i in range(keys)}
+        while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in files:
+            f.close()
+        sink.close()
+    logs = "".join(p.read_text() for p in sorted(tmp_path.glob("w*.log")))
+    assert final_counts(sink.lines()) == expected, logs[-3000:]
+    assert logs.count("recovering from checkpoint") >= 3
