@@ -107,3 +107,69 @@ def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
     logs = "".join(p.read_text() for p in sorted(tmp_path.glob("w*.log")))
     assert final_counts(sink.lines()) == expected, logs[-3000:]
     assert logs.count("recovering from checkpoint") >= 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["before-phase1", "after-phase1", "during-write", "after-write"])
+def test_a_crash_at_each_point_of_a_checkpoint_recovers_exactly(tmp_path, point):
+    sink = Endpoint()
+    env = {
+        "PYTHONPATH": str(HERE),
+        "COUNT_SOURCE_PORT": str(free_port()),
+        "COUNT_SINK_PORT": str(sink.port),
+        "PATH": f"{BIN}:/usr/bin:/bin",
+    }
+    cmd = [
+        str(BIN / "machida"),
+        "--application-module",
+        "counting_app",
+        "--run-with-resilience",
+        "--resilience-dir",
+        str(tmp_path / "res"),
+        "--time-between-checkpoints",
+        "50000000",
+    ]
+    total, keys = 4000, 20
+    logs = [(tmp_path / f"{i}.log").open("w") for i in range(3)]
+    crashing = subprocess.Popen(
+        cmd, env={**env, "WALLAROO_CRASH_POINT": f"{point}:4"}, stderr=logs[0]
+    )
+    feeder = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "feeder.py"),
+            str(total),
+            str(keys),
+            "0.01",
+            "--application-module",
+            "counting_app",
+            "--connector",
+            "keys",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=logs[1],
+    )
+    worker = None
+    try:
+        assert crashing.wait(30) == -signal.SIGKILL
+        worker = subprocess.Popen(cmd, env=env, stderr=logs[2])
+        assert feeder.wait(60) == 0
+        expected = {f"k{i}": total // keys for i in range(keys)}
+        deadline = time.monotonic() + 30
+        while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        for p in (crashing, feeder, worker):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in logs:
+            f.close()
+        sink.close()
+    assert final_counts(sink.lines()) == expected
+    text = (tmp_path / "0.log").read_text()
+    assert f"killing this worker at {point} of checkpoint attempt 4" in text
+    assert "recovering from checkpoint" in (tmp_path / "2.log").read_text()

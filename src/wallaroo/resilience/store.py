@@ -20,7 +20,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,8 @@ class CheckpointStore:
     def __init__(self, directory: str | os.PathLike[str], keep: int = 3) -> None:
         self.directory = Path(directory)
         self.keep = max(2, keep)
+        #: called after the temporary file is written, before it is renamed (fault tests)
+        self.before_rename: Callable[[], None] | None = None
 
     def path_of(self, checkpoint_id: int) -> Path:
         return self.directory / f"checkpoint-{checkpoint_id:012d}.wck"
@@ -126,6 +128,8 @@ class CheckpointStore:
                 f.write(_TRAILER.pack(len(head), digest.digest(), MAGIC))
                 f.flush()
                 os.fsync(f.fileno())
+            if self.before_rename is not None:
+                self.before_rename()
             os.replace(tmp, final)
             _fsync_dir(self.directory)
         except OSError as exc:

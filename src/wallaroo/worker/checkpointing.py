@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +41,20 @@ from wallaroo.worker.ingress import ConnectorSourceListener
 __all__ = ["CheckpointStatistics", "Checkpointer"]
 
 VOTE_TIMEOUT = 10.0
+CRASH_POINTS = ("before-phase1", "after-phase1", "during-write", "after-write")
+
+
+def crash_point_from_env() -> tuple[str, int] | None:
+    """``WALLAROO_CRASH_POINT=<point>:<n>``: for fault tests only, the worker kills itself
+    (SIGKILL) at ``point`` of its ``n``-th checkpoint. Points: before-phase1 (state captured,
+    no vote asked yet), after-phase1 (every sink voted, nothing written: between PHASE1 and
+    PHASE2), during-write (the checkpoint file half written), after-write (the checkpoint is
+    durable, PHASE2 not sent)."""
+    value = os.environ.get("WALLAROO_CRASH_POINT", "")
+    point, _, count = value.partition(":")
+    if point not in CRASH_POINTS or not count.isdigit():
+        return None
+    return point, int(count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +115,8 @@ class Checkpointer:
         self._last_duration = 0.0
         self._last_bytes = 0
         self._lock = asyncio.Lock()
+        self._crash = crash_point_from_env()
+        self._attempts = 0
 
     # -- recovery -----------------------------------------------------------------------------
     def recover(self, *, fall_back: bool = False) -> int | None:
@@ -197,18 +215,37 @@ class Checkpointer:
         async with self._lock:
             return await self._checkpoint()
 
+    def _maybe_crash(self, point: str) -> None:
+        if self._crash == (point, self._attempts):
+            self.log.warning(
+                "WALLAROO_CRASH_POINT: killing this worker at %s of checkpoint attempt %d",
+                point,
+                self._attempts,
+            )
+            for handler in logging.getLogger().handlers + self.log.handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _write(self, manifest: dict[str, Any], blobs: list[tuple[str, bytes]]) -> None:
+        if self._crash == ("during-write", self._attempts):
+            self.store.before_rename = lambda: self._maybe_crash("during-write")
+        self.store.write(manifest, blobs)
+
     async def _checkpoint(self) -> bool:
         started = time.perf_counter()
         checkpoint_id = self._next_id
         self._next_id += 1
+        self._attempts += 1
         manifest, blobs = self._snapshot(checkpoint_id)
         txns = {sink.name: manifest["sinks"][sink.name]["txn"] for sink in self.sinks}
+        self._maybe_crash("before-phase1")
         votes = await asyncio.gather(*(s.prepare(checkpoint_id, VOTE_TIMEOUT) for s in self.sinks))
         committed = all(votes)
         if committed:
+            self._maybe_crash("after-phase1")
             try:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, self.store.write, manifest, blobs)
+                await loop.run_in_executor(None, self._write, manifest, blobs)
             except CheckpointError as exc:
                 self.log.error("checkpoint %d could not be written: %s", checkpoint_id, exc)
                 committed = False
@@ -216,6 +253,7 @@ class Checkpointer:
             refused = [s.name for s, ok in zip(self.sinks, votes, strict=True) if not ok]
             self._abort(checkpoint_id, txns, refused)
             return False
+        self._maybe_crash("after-write")
         for sink in self.sinks:
             sink.commit(txns[sink.name])
         for listener in self.sources:
