@@ -46,9 +46,11 @@ def test_udp_source_conforms():
         "resumes when credits come back",
         "reconnects after the worker drops it",
         "data written around the drop arrives",
+        "unacknowledged data arrives",
+        "replays what a crashed worker had not acknowledged",
         "SIGTERM stops it cleanly",
     )
-    assert report.connections == 2
+    assert report.connections == 3
     assert report.messages >= 150
 
 

@@ -251,6 +251,8 @@ def serve(connector: wallaroo.experimental.SourceConnector, listener: Listener) 
             connector.write(batch[0])
         elif batch:
             connector.write_many(batch)
+        else:  # idle: notice a worker that went away, resend what it had not acknowledged
+            connector.poll()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -212,6 +212,8 @@ def serve(connector: wallaroo.experimental.SourceConnector, subscriber: Subscrib
             connector.write(batch[0])
         elif batch:
             connector.write_many(batch)
+        else:  # idle: notice a worker that went away, resend what it had not acknowledged
+            connector.poll()
 
 
 def port_number(flag: str, value: str) -> int:

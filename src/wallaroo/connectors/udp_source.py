@@ -39,6 +39,7 @@ log = logging.getLogger("udp_source")
 
 MAX_DATAGRAM = 65535
 BATCH = 1024
+IDLE_POLL = 0.2  # seconds without datagrams before the connector checks on the worker
 
 
 class Stop(BaseException):
@@ -53,11 +54,14 @@ def _request_stop(signum: int, _frame: FrameType | None) -> None:
 
 def _receive_batch(udp: socket.socket) -> list[bytes]:
     """Wait for one datagram, then take the others already waiting (up to BATCH)."""
-    batch = [udp.recv(MAX_DATAGRAM)]
+    try:
+        batch = [udp.recv(MAX_DATAGRAM)]
+    except TimeoutError:
+        return []
     while len(batch) < BATCH:
         try:
             batch.append(udp.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT))
-        except BlockingIOError:
+        except (BlockingIOError, TimeoutError):
             break
     return batch
 
@@ -68,8 +72,10 @@ def serve(connector: wallaroo.experimental.SourceConnector, udp: socket.socket) 
         batch = _receive_batch(udp)
         if len(batch) == 1:
             connector.write(batch[0])
-        else:
+        elif batch:
             connector.write_many(batch)
+        else:  # idle: notice a worker that went away, resend what it had not acknowledged
+            connector.poll()
 
 
 def port_number(connector: str, value: str) -> int:
@@ -108,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         udp = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         udp.bind((host, port))
+        udp.settimeout(IDLE_POLL)
         bound_host, bound_port = udp.getsockname()[:2]
         config = connector.config
         log.info(

@@ -89,7 +89,8 @@ class SourceConnector:
             named by ``--connector``.
 
     Not thread-safe: use one connector from one thread (the one that writes). The connector
-    reads the worker's ACKs and RESTARTs itself, inside :meth:`write`.
+    reads the worker's ACKs and RESTARTs itself, inside :meth:`write`; call :meth:`poll` while
+    idle so a lost worker is noticed without waiting for the next write.
     """
 
     def __init__(
@@ -186,6 +187,22 @@ class SourceConnector:
         payloads = [p for p in map(self._encode, messages) if p is not None]
         self._submit(payloads, int(event_time), _key_bytes(key))
         return len(payloads)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Handle what the worker sent, for up to ``timeout`` seconds, without writing.
+
+        Call it while there is nothing to write: ACKs free held messages, and a worker that
+        went away (a crash, a RESTART) is noticed at once, reconnected to, and sent again what
+        it had not acknowledged, instead of at the next :meth:`write`. Blocks while the worker
+        is down.
+
+        Raises:
+            ConnectorError: the worker answered ERROR.
+        """
+        if self._closing or self._link is None:
+            return
+        self._service(timeout)
+        self._flush()
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is pending, end the stream (EOS) and wait up to ``timeout`` seconds for the

@@ -3,9 +3,11 @@
 :func:`check_source_connector` plays the worker for a source connector process: it checks the
 handshake, that at least one stream opens, that data written to the external system arrives,
 that the connector never spends more credits than it was granted and waits while it has none,
-that it reconnects and re-notifies after the worker drops the connection, and that SIGTERM stops
-it cleanly (exit code 0). :func:`check_sink_connector` does the same for a sink connector from
-the worker's side of the connection: handshake, output delivered to the external system, the
+that it reconnects and re-notifies after the worker drops the connection, that it replays what
+a crashed worker had not acknowledged (the worker restarts from a checkpoint and answers
+NOTIFY with the checkpointed position), and that SIGTERM stops it cleanly (exit code 0).
+:func:`check_sink_connector` does the same for a sink connector from the worker's side of the
+connection: handshake, output delivered to the external system, the
 two-phase-commit frames answered, reconnection, SIGTERM.
 
 The connector runs as a real process, configured by an application module the check writes
@@ -206,10 +208,11 @@ def check_source_connector(
         feed: ``feed(start, count)`` makes the external system produce ``count`` records
             (numbered from ``start``) and returns the payloads the worker should receive for
             them (what the connector writes; the check's encoder passes bytes unchanged and
-            encodes ``str`` as UTF-8). It is called three times: while connected, while the
-            worker withholds credits, and just after the worker dropped the connection (a
+            encodes ``str`` as UTF-8). It is called four times: while connected, while the
+            worker withholds credits, just after the worker dropped the connection (a
             connector may notice the drop only when it next writes; those records must arrive
-            once it has reconnected).
+            once it has reconnected), and before a simulated worker crash (the worker receives
+            them but never acknowledges them; after the crash they must arrive again).
         params: the connector's own parameters, without the ``--conformance-`` prefix.
         env: the program's environment (default: this process's).
         messages: records per step (more than the check's credit window of 8).
@@ -309,6 +312,27 @@ def _source_steps(
         lambda: expected <= worker.payload_set(),
         timeout,
         "records written while the connection was down never arrived",
+    )
+    # Crash and replay: records the worker received but never acknowledged are lost with it;
+    # the connector must send them again after it reconnects.
+    time.sleep(0.3)
+    worker.hold_acks(True, grant_credits=True)
+    checkpoint = (len(worker.payloads), dict(worker.acked))
+    expected = set(feed(3 * n, n))
+    run.wait_until(
+        "unacknowledged data arrives",
+        lambda: expected <= worker.payload_set(),
+        timeout,
+        "records written before the crash never arrived",
+    )
+    hellos = worker.hellos
+    worker.crash(*checkpoint)
+    worker.hold_acks(False)
+    run.wait_until(
+        "replays what a crashed worker had not acknowledged",
+        lambda: worker.hellos > hellos and expected <= worker.payload_set(),
+        timeout,
+        f"{len(expected - worker.payload_set())} unacknowledged records were not sent again",
     )
 
 

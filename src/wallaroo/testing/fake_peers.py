@@ -55,9 +55,12 @@ class FakeSourceWorker:
         self.payloads: list[bytes] = []
         self.min_credits = max_credits
         self._hold = False
+        self._credits_only = False
         self._stop = False
         self._lock = threading.Lock()
         self._current: socket.socket | None = None
+        self._serving: threading.Thread | None = None
+        self.acked: dict[int, int] = {}
         self._thread = threading.Thread(target=self._accept, name="fake-source-worker", daemon=True)
         self._thread.start()
 
@@ -65,14 +68,29 @@ class FakeSourceWorker:
         with self._lock:
             return set(self.payloads)
 
-    def hold_acks(self, hold: bool) -> None:
+    def hold_acks(self, hold: bool, *, grant_credits: bool = False) -> None:
+        """Stop acknowledging positions; with ``grant_credits``, still top credits up (ACKs
+        with an empty position list), so the connector can go on sending."""
         self._hold = hold
+        self._credits_only = grant_credits
 
     def drop_connection(self) -> None:
         conn = self._current
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+
+    def crash(self, keep_payloads: int, positions: dict[int, int]) -> None:
+        """Play a worker that died and restarted from a checkpoint: drop the connection, forget
+        every payload after the first ``keep_payloads``, and resume streams at ``positions``."""
+        self.drop_connection()
+        serving = self._serving
+        if serving is not None:
+            serving.join(5)
+        with self._lock:
+            del self.payloads[keep_payloads:]
+        self._registry.reset(dict(positions))
+        self.acked = dict(positions)
 
     def close(self) -> None:
         self._stop = True
@@ -89,7 +107,8 @@ class FakeSourceWorker:
             except OSError:
                 return
             self._current = conn
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self._serving = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._serving.start()
 
     def _serve(self, conn: socket.socket) -> None:
         session = SourceSession(
@@ -117,8 +136,11 @@ class FakeSourceWorker:
                 if not self._hold:
                     for stream_id, por in pending.items():
                         session.processed(stream_id, por)
+                    self.acked.update(pending)
                     pending.clear()
                     session.flush_acks(force=True)
+                elif self._credits_only:
+                    session.flush_acks()
                 out = session.take_output()
                 if out:
                     with contextlib.suppress(OSError):
