@@ -27,18 +27,18 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from wallaroo.engine.keys import HASH_FUNCTION
 from wallaroo.engine.local import LocalEngine
 from wallaroo.errors import CheckpointError
+from wallaroo.plan.physical import SourcePlan
 from wallaroo.resilience.state_codec import decode_group, group_blobs
 from wallaroo.resilience.store import Checkpoint, CheckpointStore
 from wallaroo.worker.connector_sink import ConnectorSinkOutput
 from wallaroo.worker.generator import GeneratorSource
-from wallaroo.worker.ingress import ConnectorSourceListener
 
-__all__ = ["CheckpointStatistics", "Checkpointer"]
+__all__ = ["CheckpointStatistics", "Checkpointer", "ReplayableSource"]
 
 VOTE_TIMEOUT = 10.0
 CRASH_POINTS = ("before-phase1", "after-phase1", "during-write", "after-write")
@@ -55,6 +55,32 @@ def crash_point_from_env() -> tuple[str, int] | None:
     if point not in CRASH_POINTS or not count.isdigit():
         return None
     return point, int(count)
+
+
+class ReplayableSource(Protocol):
+    """A source whose position a checkpoint records (connector listeners, built-in Kafka).
+
+    Positions map an int (a connector stream id, a Kafka partition) to an int (the last
+    processed point of reference, the next offset to read).
+    """
+
+    plan: SourcePlan
+
+    def positions(self) -> dict[int, int]:
+        """Where every stream stands now (called at the barrier)."""
+        ...
+
+    def committed(self, positions: dict[int, int]) -> None:
+        """A checkpoint holding ``positions`` is durable."""
+        ...
+
+    def restore(self, positions: dict[int, int]) -> None:
+        """Start from a checkpoint (before the source runs)."""
+        ...
+
+    def rollback(self, positions: dict[int, int]) -> None:
+        """Go back to a checkpoint while running: replay after ``positions``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +101,7 @@ class Checkpointer:
         worker_name: the worker (recorded, and checked on recovery).
         engine: whose state stores are checkpointed.
         store: where checkpoints go.
-        sources: connector source listeners (positions, acks, RESTART).
+        sources: replayable sources (positions, acks, RESTART or seek).
         generators: generator sources (positions).
         sinks: connector sinks (offsets, two-phase commit).
         serialize, deserialize: the application's state serialisation.
@@ -90,7 +116,7 @@ class Checkpointer:
         worker_name: str,
         engine: LocalEngine,
         store: CheckpointStore,
-        sources: list[ConnectorSourceListener],
+        sources: list[ReplayableSource],
         generators: list[GeneratorSource],
         sinks: list[ConnectorSinkOutput],
         serialize: Callable[[Any], bytes],

@@ -105,6 +105,9 @@ class KafkaSource:
         group_id: the consumer group the offsets are committed to.
         drain: waits, up to the given seconds, until every sink has handed its output on;
             returns whether it did. Offsets are committed only after it returned True.
+        resilient: checkpoints are on: the offsets are the source's position in every
+            checkpoint, it restarts from the checkpointed ones, and commits them to the group
+            when a checkpoint is committed (instead of after draining the sinks).
 
     Raises:
         ConfigurationError: confluent-kafka is not installed.
@@ -122,6 +125,7 @@ class KafkaSource:
         *,
         group_id: str,
         drain: Callable[[float], Awaitable[bool]],
+        resilient: bool = False,
     ) -> None:
         self._ck = import_confluent_kafka(f"Kafka source '{plan.name}'")
         self.plan, self.config, self.gate, self.log = plan, config, gate, log
@@ -135,6 +139,8 @@ class KafkaSource:
         self._stream_ids: dict[int, int] = {}
         self._positions: dict[int, int] = {}  # partition -> next offset to read
         self._committed: dict[int, int] = {}
+        self._restored: dict[int, int] | None = None
+        self._resilient = resilient
         self._next_commit = 0.0
         self.messages = 0
         self.errors = 0
@@ -173,7 +179,7 @@ class KafkaSource:
                 continue
             if records:
                 self._deliver(records)
-            if time.monotonic() >= self._next_commit:
+            if not self._resilient and time.monotonic() >= self._next_commit:
                 await self._commit_cycle()
             await asyncio.sleep(0 if records else IDLE)
 
@@ -208,6 +214,8 @@ class KafkaSource:
             if tp.offset >= 0:
                 self._committed[tp.partition] = tp.offset
             offset = tp.offset if tp.offset >= 0 else ck.OFFSET_BEGINNING
+            if self._restored is not None:  # a checkpoint says where to start
+                offset = self._restored.get(tp.partition, ck.OFFSET_BEGINNING)
             start.append(ck.TopicPartition(topic, tp.partition, offset))
             self._stream_ids[tp.partition] = stream_id_for(f"{topic}/{tp.partition}")
         consumer.assign(start)
@@ -273,6 +281,41 @@ class KafkaSource:
             return
         self._committed.update(offsets)
 
+    # -- checkpoints (resilient mode) -----------------------------------------------------------
+    def positions(self) -> dict[int, int]:
+        """The next offset to read of every partition read so far."""
+        return dict(self._positions)
+
+    def committed(self, positions: dict[int, int]) -> None:
+        """A checkpoint holding ``positions`` is durable: commit them to the consumer group."""
+        self._commit(
+            {p: o for p, o in positions.items() if self._committed.get(p) != o}, asynchronous=True
+        )
+
+    def restore(self, positions: dict[int, int]) -> None:
+        """Start reading each partition at its checkpointed offset (the beginning if absent)."""
+        self._restored = dict(positions)
+        self._positions = dict(positions)
+
+    def rollback(self, positions: dict[int, int]) -> None:
+        """Go back to a checkpoint: seek every assigned partition to its offset."""
+        self.restore(positions)
+        consumer = self._consumer
+        if consumer is None:
+            return
+        ck = self._ck
+        for partition in self._stream_ids:
+            offset = positions.get(partition, ck.OFFSET_BEGINNING)
+            try:
+                consumer.seek(ck.TopicPartition(self.config.topic, partition, offset))
+            except ck.KafkaException as exc:
+                self.log.warning(
+                    "Kafka source '%s' could not seek partition %d: %s",
+                    self.plan.name,
+                    partition,
+                    exc,
+                )
+
     async def close(self, *, commit: bool) -> None:
         """Commit what was read (only with ``commit``: the sinks handed everything on), then
         leave. Call after :meth:`run` was cancelled."""
@@ -280,6 +323,8 @@ class KafkaSource:
         if consumer is None:
             return
         due = {p: o for p, o in self._positions.items() if self._committed.get(p) != o}
+        if self._resilient:
+            due = {}  # checkpoints commit the offsets
         if commit and due:
             self._consumer = consumer
             self._commit(due, asynchronous=False)

@@ -153,7 +153,10 @@ class Worker:
             worker_name=self.options.name,
             engine=self.engine,
             store=CheckpointStore(directory / "checkpoints"),
-            sources=[s for s in self.listeners if isinstance(s, ConnectorSourceListener)],
+            sources=[
+                *(s for s in self.listeners if isinstance(s, ConnectorSourceListener)),
+                *self.kafka_sources,
+            ],
             generators=self.generators,
             sinks=[o for o in self.outputs if isinstance(o, ConnectorSinkOutput)],
             serialize=self.loaded.serialize,
@@ -221,6 +224,7 @@ class Worker:
                 self.log,
                 group_id=group,
                 drain=self._drain,
+                resilient=self.options.run_with_resilience,
             )
             self.kafka_sources.append(kafka)
         else:

@@ -1,0 +1,101 @@
+"""The worker's built-in Kafka source with checkpoints: offsets are checkpointed, a SIGKILLed
+worker restarts from them, and the keyed state ends exact."""
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from endpoint import Endpoint
+from test_recovery import final_counts
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+
+
+def produce(bootstrap, topic, values, pause):
+    producer = Producer({"bootstrap.servers": bootstrap, "batch.num.messages": 1, "linger.ms": 0})
+    for n, value in enumerate(values):
+        producer.produce(topic, value.encode())
+        if n % 100 == 99:
+            producer.poll(0)
+            time.sleep(pause)
+    assert producer.flush(30) == 0
+
+
+@pytest.mark.slow
+def test_builtin_kafka_source_recovers_exactly_from_checkpointed_offsets(tmp_path, kafka_bootstrap):
+    topic = f"counts-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+        future.result(10)
+    total, keys = 6000, 30
+    values = [f"k{i % keys}" for i in range(total)]
+    sink = Endpoint()
+    env = {
+        "PYTHONPATH": str(HERE),
+        "COUNT_SINK_PORT": str(sink.port),
+        "PATH": f"{BIN}:/usr/bin:/bin",
+    }
+    cmd = [
+        str(BIN / "machida"),
+        "--application-module",
+        "kafka_count_app",
+        "--run-with-resilience",
+        "--resilience-dir",
+        str(tmp_path / "res"),
+        "--time-between-checkpoints",
+        "100000000",
+        "--kafka_source_topic",
+        topic,
+        "--kafka_source_brokers",
+        kafka_bootstrap,
+    ]
+    logs = []
+    procs = []
+
+    def start():
+        logs.append((tmp_path / f"w{len(logs)}.log").open("w"))
+        procs.append(subprocess.Popen(cmd, env=env, stderr=logs[-1]))
+        return procs[-1]
+
+    producer = threading.Thread(target=produce, args=(kafka_bootstrap, topic, values, 0.02))
+    producer.start()
+    try:
+        worker = start()
+        checkpoints = tmp_path / "res" / "checkpoints"
+        for _ in range(3):
+            before = len(sink.lines())
+            seen = set(checkpoints.glob("*.wck")) if checkpoints.exists() else set()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and (
+                len(sink.lines()) < before + 700 or not set(checkpoints.glob("*.wck")) - seen
+            ):
+                time.sleep(0.05)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            worker = start()
+        producer.join(60)
+        expected = {f"k{i}": total // keys for i in range(keys)}
+        deadline = time.monotonic() + 60
+        while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in logs:
+            f.close()
+        sink.close()
+    text = "".join(p.read_text() for p in sorted(tmp_path.glob("w*.log")))
+    assert final_counts(sink.lines()) == expected, text[-3000:]
+    assert text.count("recovering from checkpoint") >= 3
