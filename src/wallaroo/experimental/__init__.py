@@ -5,6 +5,10 @@ Only re-exports; the implementation lives in internal modules. The original's mo
 importable too: ``wallaroo.experimental.connectors`` (``BaseIter``, ``BaseSource``,
 ``FramedFileReader``, ``ThrottledFileReader``, ``MultiSourceConnector``) and
 ``wallaroo.experimental.connector_wire_messages`` (the protocol frames).
+
+``TransactionalSink`` (with ``Transaction`` and ``SinkRecovery``) is the contract of a durable
+transactional sink plugged into ``SinkConnector(..., sink_factory=...)``; see
+``docs/connectors/file_sink.md``.
 """
 
 from wallaroo.configs import SinkConnectorConfig, SourceConnectorConfig
@@ -18,8 +22,10 @@ from wallaroo.experimental.codecs import (
     stream_message_decoder,
     stream_message_encoder,
 )
+from wallaroo.experimental.discovery import find_sink_connector, find_source_connector
 from wallaroo.experimental.sink_connector import SinkConnector
 from wallaroo.experimental.source_connector import SourceConnector
+from wallaroo.experimental.transactional import SinkRecovery, Transaction, TransactionalSink
 
 __all__ = [
     "AtLeastOnceSourceConnector",
@@ -27,10 +33,15 @@ __all__ = [
     "ProtocolError",
     "SinkConnector",
     "SinkConnectorConfig",
+    "SinkRecovery",
     "SourceConnector",
     "SourceConnectorConfig",
     "Stream",
+    "Transaction",
+    "TransactionalSink",
     "UnexpectedSocketError",
+    "find_sink_connector",
+    "find_source_connector",
     "octet_message_decoder",
     "octet_message_encoder",
     "parse_connector_args",

@@ -113,17 +113,22 @@ class ConnectionThread(abc.ABC):
         link = self._link
         return link.session.credits if link is not None else 0
 
-    def connect(self) -> None:
-        """Connect and complete the handshake (the first failure is raised), then start the
-        connector's thread.
+    def connect(self, *, retry: bool = False, timeout: float | None = None) -> None:
+        """Connect and complete the handshake, then start the connector's thread.
+
+        Args:
+            retry: keep trying (backing off from 0.05 s to 1 s, one log line) while the worker
+                is not up; without it the first failure is raised, as in the original.
+            timeout: with ``retry``, give up after this many seconds (None: never).
 
         Raises:
-            ConnectorError: the connection failed, the worker refused the connector, or
-                ``connect()`` was already called.
+            ConnectorError: the connection failed (without ``retry``, or after ``timeout``),
+                the worker refused the connector (bad cookie: never retried), or ``connect()``
+                was already called.
         """
         if self._thread is not None or self._stop.is_set():
             raise ConnectorError("connect() may be called once, before shutdown()")
-        link = self._open(retry=False)
+        link = self._open(retry=retry, timeout=timeout)
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -178,13 +183,18 @@ class ConnectionThread(abc.ABC):
         if not self._in_thread():
             self._wake()
 
+    def wake(self) -> None:
+        """Wake the connector's thread now (e.g. an iterator subclass has new data), instead
+        of at its next poll. Safe from any thread."""
+        self._wake()
+
     def _wake(self) -> None:
         if self._wake_w is not None:
             with contextlib.suppress(OSError):  # a full wake pipe wakes the thread anyway
                 self._wake_w.send(b"\0")
 
     # -- the thread -------------------------------------------------------------------------
-    def _open(self, *, retry: bool) -> ClientLink:
+    def _open(self, *, retry: bool, timeout: float | None = None) -> ClientLink:
         return ClientLink.open(
             self.host,
             self.port,
@@ -193,6 +203,7 @@ class ConnectionThread(abc.ABC):
             instance_name=self.instance_name,
             version=self.version,
             retry=retry,
+            timeout=timeout,
             stop=self._stop,
         )
 

@@ -1,10 +1,14 @@
 """The background side of a ``SinkConnector``: one thread that accepts the workers' connections,
 answers the protocol and fills a bounded inbox.
 
-The thread answers HELLO, NOTIFY and the two-phase-commit frames at once, whether or not anyone
-is reading, through a :class:`~wallaroo.protocol.sink_endpoint.SinkEndpointSession` in
-auto-commit mode. Payloads go into an :class:`Inbox`; when it is full the thread stops reading
-the connection that filled it, so TCP pushes back on the worker and memory stays bounded.
+The thread answers HELLO and NOTIFY at once, whether or not anyone is reading, through a
+:class:`~wallaroo.protocol.sink_endpoint.SinkEndpointSession`. Without a sink factory it also
+answers the two-phase-commit frames itself (no uncommitted transactions, always commit) and
+payloads go straight into the :class:`~wallaroo.experimental.sink_inbox.Inbox`. With one, each
+worker gets a :class:`~wallaroo.experimental.txn_driver.TransactionDriver` over the sink the
+factory makes for it (kept across that worker's connections), which answers LIST_UNCOMMITTED,
+votes on PHASE1 and applies PHASE2 through the sink's hooks. When the inbox is full the thread
+stops reading the connection that filled it, so TCP pushes back on the worker.
 """
 
 from __future__ import annotations
@@ -14,18 +18,24 @@ import logging
 import selectors
 import socket
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from wallaroo.errors import ConnectorError
+from wallaroo.experimental.sink_inbox import Inbox
+from wallaroo.experimental.transactional import TransactionalSink
+from wallaroo.experimental.txn_driver import TransactionDriver
 from wallaroo.protocol.events import (
     EndpointEvent,
     Payloads,
+    Phase1Requested,
+    Phase2Requested,
     SessionClosed,
+    StreamNotified,
+    UncommittedListRequested,
     WorkerConnected,
     WorkersLeftReported,
 )
+from wallaroo.protocol.frames import Error
 from wallaroo.protocol.sink_endpoint import SinkEndpointSession
 
 __all__ = ["Inbox", "SinkServer"]
@@ -34,87 +44,6 @@ log = logging.getLogger("wallaroo.connector")
 
 RECV_SIZE = 256 * 1024
 SEND_TIMEOUT = 10.0
-
-
-class Inbox:
-    """A bounded FIFO of payloads: the server thread puts, readers take.
-
-    ``put_many`` never blocks; it reports whether the inbox is below capacity, so the producer
-    can stop reading until ``on_room`` is called (once the inbox has drained to half).
-    """
-
-    def __init__(self, capacity: int, on_room: Callable[[], None]) -> None:
-        self._items: deque[bytes] = deque()
-        self._cond = threading.Condition()
-        self._capacity = max(1, capacity)
-        self._on_room = on_room
-        self._want_room = False
-        self._closed = False
-        self._error: BaseException | None = None
-        self.received = 0
-        self.taken = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def has_room(self) -> bool:
-        """True while the inbox holds fewer payloads than its capacity."""
-        return len(self._items) < self._capacity
-
-    def put_many(self, payloads: Iterable[bytes]) -> bool:
-        """Append ``payloads``; return False if the inbox is now full (stop reading)."""
-        with self._cond:
-            before = len(self._items)
-            self._items.extend(payloads)
-            self.received += len(self._items) - before
-            self._cond.notify_all()
-            if len(self._items) >= self._capacity:
-                self._want_room = True
-                return False
-            return True
-
-    def push_front(self, payloads: list[bytes]) -> None:
-        """Put back payloads a reader took but did not use, ahead of everything else."""
-        with self._cond:
-            self._items.extendleft(reversed(payloads))
-            self.taken -= len(payloads)
-
-    def take(self, max_count: int, timeout: float | None) -> list[bytes]:
-        """Remove and return 1 to ``max_count`` payloads, waiting up to ``timeout`` seconds.
-
-        Raises:
-            TimeoutError: nothing arrived in time.
-            ConnectorError: the inbox is empty and closed (the cause is chained if the server
-                thread failed).
-        """
-        with self._cond:
-            ready = self._cond.wait_for(
-                lambda: self._items or self._closed or self._error is not None, timeout
-            )
-            if not self._items:
-                if self._error is not None:
-                    raise ConnectorError("the sink connector's server thread failed") from (
-                        self._error
-                    )
-                if self._closed or ready:
-                    raise ConnectorError("the sink connector is closed")
-                raise TimeoutError(f"no value arrived within {timeout} s")
-            count = min(max_count, len(self._items))
-            batch = [self._items.popleft() for _ in range(count)]
-            self.taken += count
-            wake = self._want_room and len(self._items) <= self._capacity // 2
-            if wake:
-                self._want_room = False
-        if wake:
-            self._on_room()
-        return batch
-
-    def close(self, error: BaseException | None = None) -> None:
-        """No more payloads will come; readers drain what is left, then get ConnectorError."""
-        with self._cond:
-            self._closed = True
-            self._error = error
-            self._cond.notify_all()
 
 
 @dataclass(eq=False, slots=True)
@@ -126,22 +55,39 @@ class _Conn:
     paused: bool = False
 
 
+SinkFactory = Callable[[str, Inbox], TransactionalSink]
+"""Makes the sink of a worker, given its name and the server's inbox."""
+
+
 class SinkServer:
     """Serves a listening socket from a background thread until :meth:`stop`.
 
     Args:
         listener: a bound, listening socket (made non-blocking here).
         cookie: the cookie every worker's HELLO must carry.
-        capacity: the capacity of :attr:`inbox`, where payloads go.
+        capacity: the capacity of :attr:`inbox`, where values for readers go.
         name: names the thread and the log lines.
+        sink_factory: makes each worker's transactional sink (transactional mode); None
+            answers the two-phase commit without any guarantee and fills the inbox at once.
     """
 
-    def __init__(self, listener: socket.socket, cookie: str, capacity: int, name: str) -> None:
+    def __init__(
+        self,
+        listener: socket.socket,
+        cookie: str,
+        capacity: int,
+        name: str,
+        sink_factory: SinkFactory | None = None,
+    ) -> None:
         self._listener = listener
         self._cookie = cookie
         self.inbox = Inbox(capacity, self.wake)
+        self._capacity = capacity
+        self._warned_uncommitted = False
         self._inbox = self.inbox
         self._name = name
+        self._factory = sink_factory
+        self._drivers: dict[str, TransactionDriver] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -149,12 +95,24 @@ class SinkServer:
         self._conns: set[_Conn] = set()
         self._by_worker: dict[str, _Conn] = {}
         self._stopping = False
+        self.error: BaseException | None = None
+        """The internal error the thread stopped with, if any."""
         self.workers: tuple[str, ...] = ()
         """The names of the workers connected now (replaced whole, safe to read anywhere)."""
         self.paused = 0
         self._thread = threading.Thread(
             target=self._run, name=f"wallaroo-sink-connector-{name}", daemon=True
         )
+
+    @property
+    def transactional(self) -> bool:
+        """True when a sink factory handles the two-phase commit."""
+        return self._factory is not None
+
+    def transactions(self) -> tuple[int, int]:
+        """``(commits, aborts)`` applied so far by every worker's driver."""
+        drivers = tuple(self._drivers.values())
+        return sum(d.commits for d in drivers), sum(d.aborts for d in drivers)
 
     def start(self) -> None:
         """Start the thread."""
@@ -169,7 +127,7 @@ class SinkServer:
             self._wake_w.send(b"\0")
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread and close every socket. Idempotent."""
+        """Stop the thread, close every socket and every sink. Idempotent."""
         self._stopping = True
         self.wake()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
@@ -177,6 +135,17 @@ class SinkServer:
         if not self._thread.is_alive():
             self._wake_r.close()
             self._wake_w.close()
+
+    def join(self, timeout: float | None = None) -> BaseException | None:
+        """Wait up to ``timeout`` seconds for the thread to stop; return :attr:`error`."""
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        return self.error
+
+    @property
+    def running(self) -> bool:
+        """True until the thread has stopped."""
+        return self._thread.is_alive()
 
     def _run(self) -> None:
         error: BaseException | None = None
@@ -200,6 +169,12 @@ class SinkServer:
                 self._drop(conn, None)
             self._sel.close()
             self._listener.close()
+            for driver in self._drivers.values():
+                try:
+                    driver.close()
+                except Exception:
+                    log.exception("sink connector '%s': closing the sink failed", self._name)
+            self.error = error
             self._inbox.close(error)
 
     def _accept(self) -> None:
@@ -209,7 +184,7 @@ class SinkServer:
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(SEND_TIMEOUT)
-        session = SinkEndpointSession(cookie=self._cookie, auto_commit=True)
+        session = SinkEndpointSession(cookie=self._cookie, auto_commit=self._factory is None)
         conn = _Conn(sock, f"{peer[0]}:{peer[1]}", session)
         self._conns.add(conn)
         self._sel.register(sock, selectors.EVENT_READ, conn)
@@ -225,42 +200,37 @@ class SinkServer:
         if not data:
             self._drop(conn, "closed the connection")
             return
-        events = conn.session.receive(data)
+        for event in conn.session.receive(data):
+            if conn not in self._conns:  # a handler closed it
+                return
+            self._handle(conn, event)
+        if conn in self._conns and self._flush(conn) and conn.session.closed:
+            self._drop(conn, None)
+
+    def _flush(self, conn: _Conn) -> bool:
+        """Send what the session queued; False (and the connection dropped) if that failed."""
         out = conn.session.take_output()
         if out:
             try:
                 conn.sock.sendall(out)
             except OSError as exc:
                 self._drop(conn, f"connection failed: {exc}")
-                return
-        for event in events:
-            self._handle(conn, event)
-        if conn.session.closed and conn in self._conns:
-            self._drop(conn, None)
+                return False
+        return True
 
     def _handle(self, conn: _Conn, event: EndpointEvent) -> None:
+        if self._factory is not None and conn.worker is not None:
+            try:
+                if self._transaction_event(conn, self._drivers[conn.worker], event):
+                    return
+            except Exception as exc:
+                self._sink_failed(conn, exc)
+                return
         if isinstance(event, Payloads):
-            if not self._inbox.put_many(event.payloads) and not conn.paused:
-                self._sel.unregister(conn.sock)
-                conn.paused = True
-                self.paused += 1
+            if not self._inbox.put_many(event.payloads):
+                self._pause(conn)
         elif isinstance(event, WorkerConnected):
-            old = self._by_worker.get(event.worker_name)
-            if old is not None and old is not conn:
-                log.info(
-                    "worker '%s' connected again; closing its previous connection",
-                    event.worker_name,
-                )
-                self._drop(old, None)
-            conn.worker = event.worker_name
-            self._by_worker[event.worker_name] = conn
-            self.workers = tuple(self._by_worker)
-            log.info(
-                "sink connector '%s': worker '%s' connected from %s",
-                self._name,
-                event.worker_name,
-                conn.peer,
-            )
+            self._connected(conn, event.worker_name)
         elif isinstance(event, SessionClosed):
             log.warning(
                 "sink connector '%s': connection from %s closed: %s",
@@ -276,6 +246,82 @@ class SinkServer:
             )
         else:
             log.debug("sink connector '%s': %s from %s", self._name, event, conn.peer)
+
+    def _connected(self, conn: _Conn, worker: str) -> None:
+        old = self._by_worker.get(worker)
+        if old is not None and old is not conn:
+            log.info("worker '%s' connected again; closing its previous connection", worker)
+            self._drop(old, None)
+        conn.worker = worker
+        self._by_worker[worker] = conn
+        self.workers = tuple(self._by_worker)
+        log.info(
+            "sink connector '%s': worker '%s' connected from %s", self._name, worker, conn.peer
+        )
+        if self._factory is not None:
+            try:
+                driver = self._drivers.get(worker)
+                if driver is None:
+                    sink = self._factory(worker, self._inbox)
+                    driver = TransactionDriver(worker, sink, f"sink connector '{self._name}'")
+                    self._drivers[worker] = driver
+                driver.connected()
+            except Exception as exc:
+                self._sink_failed(conn, exc)
+                return
+            if driver.prepared is not None:
+                log.info(
+                    "sink connector '%s': worker '%s' has transaction %s waiting for its phase 2",
+                    self._name, worker, driver.prepared.txn_id,
+                )  # fmt: skip
+
+    def _transaction_event(self, conn: _Conn, driver: TransactionDriver, event: object) -> bool:
+        """Apply a transactional event through ``driver``; False if it is not one."""
+        if isinstance(event, Payloads):
+            driver.payloads(event.stream_id, event.offsets, event.payloads)
+            if not self._inbox.check_room():
+                self._pause(conn)
+            if self._inbox.held > self._capacity and not self._warned_uncommitted:
+                self._warned_uncommitted = True
+                log.warning(
+                    "sink connector '%s': %d values wait for a commit, more than the buffer "
+                    "size; only a worker that runs with resilience (checkpoints) commits them",
+                    self._name, self._inbox.held,
+                )  # fmt: skip
+        elif isinstance(event, StreamNotified):
+            driver.notified(event.stream_id, event.point_of_ref)
+        elif isinstance(event, UncommittedListRequested):
+            conn.session.reply_uncommitted(event.rtag, driver.uncommitted())
+        elif isinstance(event, Phase1Requested):
+            outcome = driver.phase1(event.txn_id, event.where_list)
+            if outcome.close != "before_reply":
+                conn.session.vote(event.txn_id, outcome.vote)
+            if outcome.close is not None and self._flush(conn):
+                self._drop(conn, f"connection closed by the sink {outcome.close.replace('_', ' ')}")
+        elif isinstance(event, Phase2Requested):
+            driver.phase2(event.txn_id, event.commit)
+        else:
+            return False
+        return True
+
+    def _sink_failed(self, conn: _Conn, exc: Exception) -> None:
+        """A sink hook raised: log it, tell the worker and close its connection (it reconnects,
+        and the sink recovers)."""
+        log.error(
+            "sink connector '%s': the sink of worker '%s' failed: %s: %s",
+            self._name, conn.worker, type(exc).__name__, exc, exc_info=exc,
+        )  # fmt: skip
+        with contextlib.suppress(OSError):
+            conn.sock.sendall(conn.session.take_output())
+            reason = f"the sink failed: {type(exc).__name__}: {exc}"[:1000]
+            conn.sock.sendall(Error(reason).encode())
+        self._drop(conn, None)
+
+    def _pause(self, conn: _Conn) -> None:
+        if not conn.paused:
+            self._sel.unregister(conn.sock)
+            conn.paused = True
+            self.paused += 1
 
     def _resume(self) -> None:
         for conn in self._conns:

@@ -1,0 +1,187 @@
+"""Where a ``SinkConnector``'s values wait for :meth:`read`: the bounded :class:`Inbox`, and the
+in-memory :class:`MemorySink` that fills it only on commit (transactional mode).
+
+Memory stays bounded by back-pressure: the server thread stops reading a worker's connection
+while the inbox is full, and TCP then pushes back on the worker. In transactional mode the
+values held in uncommitted transactions count too, except that reading never stops while no
+committed value waits: those values could only be released by a PHASE2 that is behind them in
+the same connection, so stopping would deadlock (one transaction may thus exceed the bound).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+from wallaroo.errors import ConnectorError
+from wallaroo.experimental.transactional import SinkRecovery, Transaction, TransactionalSink
+
+__all__ = ["Inbox", "MemorySink"]
+
+
+class Inbox:
+    """A bounded FIFO of payloads: the server thread puts, readers take.
+
+    ``put_many`` never blocks; it reports whether the inbox is below capacity, so the producer
+    can stop reading until ``on_room`` is called (once the inbox has drained to half).
+    :meth:`hold` counts values kept elsewhere (uncommitted) against the same capacity.
+    """
+
+    def __init__(self, capacity: int, on_room: Callable[[], None]) -> None:
+        self._items: deque[bytes] = deque()
+        self._cond = threading.Condition()
+        self._capacity = max(1, capacity)
+        self._on_room = on_room
+        self._want_room = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._held = 0
+        self.received = 0
+        self.taken = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def held(self) -> int:
+        """Values counted by :meth:`hold`: received, not yet committed."""
+        return self._held
+
+    def has_room(self) -> bool:
+        """True while waiting and held values are fewer than the capacity, or none waits."""
+        return not self._items or len(self._items) + self._held < self._capacity
+
+    def check_room(self) -> bool:
+        """Like :meth:`has_room`; when False, ``on_room`` is called once there is room."""
+        with self._cond:
+            return self._check_room()
+
+    def put_many(self, payloads: Iterable[bytes]) -> bool:
+        """Append ``payloads``; return False if the inbox is now full (stop reading)."""
+        with self._cond:
+            before = len(self._items)
+            self._items.extend(payloads)
+            self.received += len(self._items) - before
+            self._cond.notify_all()
+            return self._check_room()
+
+    def hold(self, count: int) -> bool:
+        """Count ``count`` more held values (fewer when negative); return False if the inbox
+        is now full (stop reading)."""
+        with self._cond:
+            self._held += count
+            return self._check_room()
+
+    def release(self, payloads: Sequence[bytes]) -> None:
+        """Move held values into the inbox: a transaction committed."""
+        with self._cond:
+            self._held -= len(payloads)
+            self._items.extend(payloads)
+            self.received += len(payloads)
+            self._cond.notify_all()
+            self._check_room()
+
+    def push_front(self, payloads: list[bytes]) -> None:
+        """Put back payloads a reader took but did not use, ahead of everything else."""
+        with self._cond:
+            self._items.extendleft(reversed(payloads))
+            self.taken -= len(payloads)
+
+    def take(self, max_count: int, timeout: float | None) -> list[bytes]:
+        """Remove and return 1 to ``max_count`` payloads, waiting up to ``timeout`` seconds.
+
+        Raises:
+            TimeoutError: nothing arrived in time.
+            ConnectorError: the inbox is empty and closed (the cause is chained if the server
+                thread failed).
+        """
+        with self._cond:
+            ready = self._cond.wait_for(
+                lambda: self._items or self._closed or self._error is not None, timeout
+            )
+            if not self._items:
+                if self._error is not None:
+                    raise ConnectorError("the sink connector's server thread failed") from (
+                        self._error
+                    )
+                if self._closed or ready:
+                    raise ConnectorError("the sink connector is closed")
+                raise TimeoutError(f"no value arrived within {timeout} s")
+            count = min(max_count, len(self._items))
+            batch = [self._items.popleft() for _ in range(count)]
+            self.taken += count
+            wake = self._want_room and (
+                not self._items or len(self._items) + self._held <= self._capacity // 2
+            )
+            if wake:
+                self._want_room = False
+        if wake:
+            self._on_room()
+        return batch
+
+    def close(self, error: BaseException | None = None) -> None:
+        """No more payloads will come; readers drain what is left, then get ConnectorError."""
+        with self._cond:
+            self._closed = True
+            self._error = error
+            self._cond.notify_all()
+
+    def _check_room(self) -> bool:
+        if self.has_room():
+            return True
+        self._want_room = True
+        return False
+
+
+class MemorySink(TransactionalSink):
+    """One worker's output in memory: uncommitted values are held, committed ones go to the
+    inbox (and so to ``read()``), in order.
+
+    Nothing is durable. After a restart of the process the sink knows no offset (the connector
+    takes the worker's) and no prepared transaction: the values of a transaction that voted
+    commit and had no PHASE2 yet are lost if the worker completes that checkpoint, and
+    committed values not yet read are lost; uncommitted output is sent again by the worker.
+    """
+
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        self._open: list[bytes] = []
+        self._prepared: list[bytes] = []
+        self._prepared_txn: Transaction | None = None
+        self._committed: int | None = None
+
+    def recover(self) -> SinkRecovery:
+        self._drop_open()
+        return SinkRecovery(self._committed, self._prepared_txn)
+
+    def append(self, offset: int, payloads: Sequence[bytes]) -> None:  # noqa: ARG002
+        self._open.extend(payloads)
+        self._inbox.hold(len(payloads))
+
+    def prepare(self, txn: Transaction, problem: str | None) -> bool:
+        if problem is not None:
+            return False
+        self._prepared, self._open = self._open, []
+        self._prepared_txn = txn
+        return True
+
+    def commit(self, txn: Transaction) -> None:
+        values, self._prepared = self._prepared, []
+        self._prepared_txn = None
+        self._committed = txn.end
+        self._inbox.release(values)
+
+    def abort(self, txn: Transaction) -> None:
+        self._drop_open()
+        prepared = self._prepared_txn
+        if prepared is not None and prepared.start >= txn.start:
+            self._inbox.hold(-len(self._prepared))
+            self._prepared = []
+            self._prepared_txn = None
+            self._committed = prepared.start
+
+    def _drop_open(self) -> None:
+        if self._open:
+            self._inbox.hold(-len(self._open))
+            self._open = []
