@@ -110,7 +110,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return 0
     _setup_logging()
     log = logging.getLogger("wallaroo.worker")
-    assert flags.application_module is not None
+    if flags.application_module is None:  # parse_worker_flags requires it; keeps mypy honest
+        print(f"{prog}: error: --application-module is required", file=sys.stderr)
+        return 2
     try:
         loaded = load_application(flags.application_module, [prog, *flags.app_args])
         options = WorkerOptions(

@@ -106,8 +106,8 @@ class _BodyFrame:
         return reader.done(cls._read(reader))
 
     @classmethod
-    def _read(cls, reader: BodyReader) -> Self:  # pragma: no cover - every subclass overrides it
-        raise NotImplementedError
+    def _read(cls, reader: BodyReader) -> Self:  # noqa: ARG003 # pragma: no cover - abstract
+        raise TypeError(f"{cls.__name__} must define _read()")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 from wallaroo.worker.flow import Gate
 
@@ -66,7 +67,8 @@ class SinkOutput(asyncio.Protocol):
     def _send(self, payloads: list[bytes]) -> None:
         data = self._frame(payloads)
         self._written += len(data)
-        assert self._transport is not None
+        if self._transport is None:  # pragma: no cover - callers check readiness first
+            raise ConnectionError(f"sink '{self.name}' is not connected")
         self._transport.write(data)
 
     def _frame(self, payloads: list[bytes]) -> bytes:
@@ -134,9 +136,8 @@ class SinkOutput(asyncio.Protocol):
                 )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.set_write_buffer_limits(high=4 * 1024 * 1024)
+        self._transport = cast(asyncio.Transport, transport)  # TCP connections are Transports
+        self._transport.set_write_buffer_limits(high=4 * 1024 * 1024)
         self._lost = asyncio.get_running_loop().create_future()
         self._connects += 1
         self._log.info("connected to %s '%s' at %s:%d", self.kind, self.name, self.host, self.port)

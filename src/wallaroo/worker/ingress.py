@@ -14,7 +14,7 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from wallaroo.configs import SourceConnectorConfig, TCPSourceConfig
 from wallaroo.decorators import Decoder
@@ -120,7 +120,8 @@ class ConnectorSourceListener(_Listener):
         super().__init__(plan, engine, gate, log, max_frame_size)
         self.resilient = resilient
         config = plan.config
-        assert isinstance(config, SourceConnectorConfig)
+        if not isinstance(config, SourceConnectorConfig):
+            raise TypeError(f"source {plan.name!r} is not a connector source")
         self.config = config
         self.registry = StreamRegistry()
 
@@ -187,8 +188,7 @@ class _ConnectorConnection(asyncio.Protocol):
         self.needs_keys = listener.runner.needs_keys
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # stream servers give Transports
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.listener.connections.add(self)
@@ -297,7 +297,8 @@ class TCPSourceListener(_Listener):
     ) -> None:
         super().__init__(plan, engine, gate, log, max_frame_size)
         config = plan.config
-        assert isinstance(config, TCPSourceConfig)
+        if not isinstance(config, TCPSourceConfig):
+            raise TypeError(f"source {plan.name!r} is not a TCP source")
         decoder = config.decoder
         self.header_length = int(decoder.header_length())
         self.payload_length: Callable[[memoryview], int]
@@ -320,8 +321,7 @@ class _FramedConnection(asyncio.Protocol):
         self.process = listener.runner.run
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # stream servers give Transports
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.listener.connections.add(self)
