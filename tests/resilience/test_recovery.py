@@ -152,11 +152,11 @@ def test_a_crash_at_each_point_of_a_checkpoint_recovers_exactly(tmp_path, point)
     )
     worker = None
     try:
-        assert crashing.wait(30) == -signal.SIGKILL
+        assert crashing.wait(60) == -signal.SIGKILL
         worker = subprocess.Popen(cmd, env=env, stderr=logs[2])
-        assert feeder.wait(60) == 0
+        assert feeder.wait(120) == 0
         expected = {f"k{i}": total // keys for i in range(keys)}
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
             time.sleep(0.1)
         worker.send_signal(signal.SIGTERM)
@@ -169,7 +169,10 @@ def test_a_crash_at_each_point_of_a_checkpoint_recovers_exactly(tmp_path, point)
         for f in logs:
             f.close()
         sink.close()
-    assert final_counts(sink.lines()) == expected
+    logs_text = "\n".join(
+        f"--- {p.name}\n" + p.read_text()[-2000:] for p in sorted(tmp_path.glob("*.log"))
+    )
+    assert final_counts(sink.lines()) == expected, logs_text
     text = (tmp_path / "0.log").read_text()
     assert f"killing this worker at {point} of checkpoint attempt 4" in text
     assert "recovering from checkpoint" in (tmp_path / "2.log").read_text()
