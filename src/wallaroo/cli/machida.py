@@ -93,8 +93,22 @@ async def run_worker(worker: Worker) -> None:
             loop.remove_signal_handler(sig)
 
 
+def _stop_while_starting(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # a stop request before the event loop runs: exit cleanly
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Entry point of ``machida``; returns the exit code."""
+    previous = signal.signal(signal.SIGTERM, _stop_while_starting)
+    try:
+        return _main(argv, prog)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None, prog: str | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     prog = prog or os.path.basename(sys.argv[0] or "machida")
     try:

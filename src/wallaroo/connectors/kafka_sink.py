@@ -6,46 +6,100 @@ Usage::
     kafka_sink --application-module app --connector results --results-topic totals \\
         --results-bootstrap_brokers 127.0.0.1:9092
 
+    # exactly-once, with a worker that runs with resilience:
+    kafka_sink --application-module app --connector results --results-topic totals \\
+        --results-transactional true --results-spool_dir /var/lib/app/kafka-spool
+
 Parameters (prefixed with the connector's name):
     topic               (required) the topic to produce to.
     bootstrap_brokers   Kafka brokers, ``host:port[,host:port...]`` (127.0.0.1:9092).
+    transactional       ``true`` or ``false`` (default): take part in the worker's two-phase
+                        commit and write each checkpoint's output in one Kafka transaction.
+    spool_dir           (required when transactional) an existing directory for the spool
+                        files (below); it must survive a crash of this program.
+    transactional_id    the prefix of the Kafka ``transactional.id``, default
+                        ``wallaroo-kafka_sink.<topic>.<connector>``; worker W's is
+                        ``<prefix>.W``.
+    crash_point         (tests only) ``after-vote:<n>`` or ``after-commit:<n>``: kill this
+                        process with SIGKILL at that point of its n-th non-empty transaction.
 
 It listens for the worker at the address the application gives the connector and decodes each
 output with the application's sink decoder, which returns ``(key, value)`` or ``(key, value,
 partition)``. Key and value are sent as they are when bytes, as UTF-8 when ``str``, as
 ``str(x)`` in UTF-8 otherwise; None stays None (no key; a null value). Without a partition the
 producer picks one from the key. Records are acknowledged by all in-sync replicas
-(``acks=all``) and delivered in order per partition; the producer is flushed whenever the worker
-pauses and on exit.
+(``acks=all``) and delivered in order per partition.
 
-Delivery: a record the brokers do not take within librdkafka's ``message.timeout.ms`` (5
-minutes, retrying meanwhile) is logged as lost, and so are records still held when the program
-is killed: the connector votes commit without making anything durable (at-least-once across a
-worker restart, at-most-once across a restart of this program).
+By default the program produces each output as it arrives (flushing whenever the worker pauses
+and on exit) and votes commit on every checkpoint without making anything durable:
+at-least-once across a worker restart, at-most-once for what it holds when it is killed. A
+record the brokers do not take within librdkafka's ``message.timeout.ms`` is logged as lost.
+
+Transactional mode (``transactional true``) is a ``TransactionalSink``: exactly-once for a
+``read_committed`` consumer across crashes of the worker and of this program, as long as the
+spool directory survives. Per worker W, in the spool directory:
+
+* ``<connector>.W.open``: the output of the open transaction, appended as it arrives (not
+  durable, discarded whenever the worker reconnects);
+* ``<connector>.W.prepared``: at PHASE1, before voting commit, the open file gets a trailer
+  (transaction id, offsets, count, CRC-32), is fsynced and renamed to this name (the directory
+  is fsynced too). It is the promise behind the vote.
+
+PHASE2 commit produces the prepared payloads in one Kafka transaction (producer
+``transactional.id`` ``<prefix>.W``, idempotent) which also commits the consumer-group offset
+of group ``<prefix>.W`` on partition 0 of the topic to the transaction's end offset in the
+worker's output: a marker that is committed atomically with the records. Then the prepared
+file is deleted. PHASE2 abort deletes it. On every connection of the worker the producer is
+(re)initialised, which fences a predecessor with the same ``transactional.id`` and settles its
+unfinished transaction, and the marker is read: a prepared file the marker has passed was
+already committed (the program died after the Kafka commit) and is deleted; otherwise its
+transaction is reported to the worker, which commits it (it is then produced from the spool in
+a fresh Kafka transaction) or aborts it. The Kafka transaction exists only while PHASE2 runs,
+so nothing the worker rolls back ever reaches Kafka. See docs/connectors/kafka.md.
 
 Logs go to stderr; the first line names the connector, the worker's address and the brokers.
-SIGINT and SIGTERM stop it cleanly (exit code 0) after flushing for up to 5 s. librdkafka
-reconnects to the brokers with back-off; while they are away, output waits, the buffers fill
-and the worker is slowed down through TCP.
+SIGINT and SIGTERM stop it cleanly (exit code 0); 1 means a socket or Kafka failure, 2 a usage
+or configuration error. librdkafka reconnects to the brokers with back-off.
 
 This file is self-contained and uses only the public API: copy it into your tree and adapt it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import logging
+import os
+import re
 import signal
+import struct
 import sys
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NoReturn
 
 import wallaroo
 import wallaroo.experimental
+import wallaroo.experimental as wx
 
 log = logging.getLogger("kafka_sink")
 
 EXTRA = "pip install 'wallaroo-py[kafka]'"
+
+SPOOL_MAGIC = b"WKSPOOL1"  # the first bytes of a spool file
+TRAILER_MAGIC = b"WKTX"  # the last bytes of a prepared spool file
+_FRAME = struct.Struct(">I")
+KAFKA_TIMEOUT = 30.0  # seconds for one Kafka operation of a transaction (init, offsets, commit)
+CRASH_POINTS = ("after-vote", "after-commit")
+#: Delivery errors that a record will always get: it is dropped so that the rest can commit.
+POISON_ERRORS = frozenset({
+    "MSG_SIZE_TOO_LARGE", "INVALID_MSG", "INVALID_MSG_SIZE", "INVALID_RECORD",
+    "RECORD_LIST_TOO_LARGE", "_UNKNOWN_PARTITION", "POLICY_VIOLATION",
+})  # fmt: skip
+_WORKER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class Stop(BaseException):
@@ -169,6 +223,516 @@ def serve(connector: wallaroo.experimental.SinkConnector, producer: Producer) ->
             log.warning("Kafka refused a record (%s); dropped", exc)
 
 
+# -- transactional mode -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TxnSettings:
+    """What every worker's :class:`KafkaTransactionalSink` shares.
+
+    Attributes:
+        ck: the ``confluent_kafka`` module.
+        brokers: the bootstrap brokers.
+        topic: the topic to produce to.
+        spool_dir: the directory of the spool files.
+        connector: the connector's name (part of the spool files' names).
+        id_prefix: the ``transactional.id`` of worker W is ``<id_prefix>.W``, and so is the
+            consumer group of its commit marker.
+        crash: the test-only crash point, ``(point, n)``, or None.
+        decoder: the application's sink decoder (set once the connector has loaded it).
+    """
+
+    ck: Any
+    brokers: str
+    topic: str
+    spool_dir: str
+    connector: str
+    id_prefix: str
+    crash: tuple[str, int] | None = None
+    decoder: Any = None
+
+    def make_sink(self, worker: str) -> KafkaTransactionalSink:
+        """The ``sink_factory`` of the connector.
+
+        Raises:
+            ValueError: the worker's name cannot be part of a file name (the connector refuses
+                the worker with ERROR).
+        """
+        return KafkaTransactionalSink(worker, self)
+
+
+def txn_settings(params: Any, ck: Any) -> TxnSettings | None:
+    """The transactional settings from the parsed parameters; None when not transactional.
+
+    Raises:
+        ValueError: a parameter is invalid (``transactional`` not ``true``/``false``, no or a
+            missing ``spool_dir``, a bad ``crash_point``, a transactional-only parameter without
+            ``transactional true``).
+    """
+    flag = (params.transactional or "false").strip().lower()
+    if flag not in ("true", "false"):
+        raise ValueError(f"transactional must be 'true' or 'false', got {params.transactional!r}")
+    if flag == "false":
+        extra = [n for n in ("spool_dir", "transactional_id", "crash_point") if getattr(params, n)]
+        if extra:
+            raise ValueError(f"{', '.join(extra)} need(s) transactional true")
+        return None
+    if not params.spool_dir:
+        raise ValueError(f"transactional true needs --{params.connector_name}-spool_dir")
+    if not os.path.isdir(params.spool_dir):
+        raise ValueError(f"the spool directory {params.spool_dir} does not exist")
+    crash = None
+    if params.crash_point:
+        point, _, count = params.crash_point.partition(":")
+        if point not in CRASH_POINTS or not count.isdigit() or int(count) < 1:
+            raise ValueError(
+                "crash_point must be after-vote:<n> or after-commit:<n> (n from 1), got "
+                f"{params.crash_point!r}"
+            )
+        crash = (point, int(count))
+    topic = params.topic
+    return TxnSettings(
+        ck=ck,
+        brokers=params.bootstrap_brokers or "127.0.0.1:9092",
+        topic=topic,
+        spool_dir=params.spool_dir,
+        connector=params.connector_name,
+        id_prefix=params.transactional_id or f"wallaroo-kafka_sink.{topic}.{params.connector_name}",
+        crash=crash,
+    )
+
+
+def spool_paths(spool_dir: str, connector: str, worker: str) -> tuple[str, str]:
+    """``(open, prepared)``: the spool files of ``worker``.
+
+    Raises:
+        ValueError: the worker's name cannot be part of a file name.
+    """
+    if not _WORKER_NAME.fullmatch(worker):
+        raise ValueError(f"worker name {worker!r} cannot be part of a file name")
+    base = os.path.join(spool_dir, f"{connector}.{worker}")
+    return f"{base}.open", f"{base}.prepared"
+
+
+@dataclass(frozen=True, slots=True)
+class Spooled:
+    """A prepared transaction read back from its spool file."""
+
+    txn: wx.Transaction
+    payloads: list[bytes]
+
+
+class SpoolWriter:
+    """The open transaction's spool file: each payload, length-prefixed, as it arrives.
+
+    Nothing is durable until :meth:`seal`. Raises ``OSError`` when the file cannot be written.
+    """
+
+    def __init__(self, path: str, start: int) -> None:
+        self.path, self.start, self.end = path, start, start
+        self.count = 0
+        self.crc = 0
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by seal() or discard()
+        self._file.write(SPOOL_MAGIC)
+
+    def write(self, payloads: Sequence[bytes]) -> None:
+        """Append payloads (buffered)."""
+        parts: list[bytes] = []
+        for payload in payloads:
+            parts += (_FRAME.pack(len(payload)), payload)
+            self.crc = zlib.crc32(payload, self.crc)
+            self.end += len(payload)
+        self.count += len(payloads)
+        self._file.write(b"".join(parts))
+
+    def seal(self, txn: wx.Transaction, worker: str, prepared: str) -> None:
+        """Write the trailer, fsync, rename to ``prepared`` and fsync the directory: from then
+        on the transaction survives a crash of this process or of the machine."""
+        meta = {"txn": txn.txn_id, "start": txn.start, "end": txn.end, "count": self.count,
+                "crc32": self.crc, "worker": worker}  # fmt: skip
+        trailer = json.dumps(meta).encode()
+        self._file.write(trailer + _FRAME.pack(len(trailer)) + TRAILER_MAGIC)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.path, prepared)
+        fsync_dir(prepared)
+
+    def discard(self) -> None:
+        """Close and delete the file (its output is not voted on)."""
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+
+def read_spool(path: str) -> Spooled | None:
+    """Read a prepared spool file; None when there is none.
+
+    Raises:
+        OSError: the file exists but cannot be read.
+        ValueError: the file is corrupt (a bad trailer, frames that do not add up, a CRC-32
+            that does not match); it is never ignored, since the worker was promised it.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    body = len(SPOOL_MAGIC)
+    if not data.startswith(SPOOL_MAGIC) or not data.endswith(TRAILER_MAGIC) or len(data) < body + 8:
+        raise ValueError(f"spool file {path} is corrupt: no header or trailer")
+    (size,) = _FRAME.unpack_from(data, len(data) - 8)
+    end = len(data) - 8 - size
+    try:
+        if end < body:
+            raise ValueError("the trailer runs into the header")
+        meta = json.loads(data[end : len(data) - 8])
+        txn = wx.Transaction(str(meta["txn"]), int(meta["start"]), int(meta["end"]))
+        count, crc = int(meta["count"]), int(meta["crc32"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"spool file {path} is corrupt: bad trailer ({exc})") from exc
+    payloads = []
+    pos, check = body, 0
+    while pos < end:
+        (length,) = _FRAME.unpack_from(data, pos) if pos + 4 <= end else (end,)  # (end,): torn
+        if pos + 4 + length > end:
+            raise ValueError(f"spool file {path} is corrupt: a frame at {pos} runs past the end")
+        payload = data[pos + 4 : pos + 4 + length]
+        payloads.append(payload)
+        check = zlib.crc32(payload, check)
+        pos += 4 + length
+    if (count, crc, txn.end - txn.start) != (len(payloads), check, sum(map(len, payloads))):
+        raise ValueError(f"spool file {path} is corrupt: its payloads do not match its trailer")
+    return Spooled(txn, payloads)
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or a deletion in the directory of ``path`` durable."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class KafkaTransactionalSink(wx.TransactionalSink):
+    """One worker's output to Kafka in transactions (see the module docstring).
+
+    The hooks run in the connector's thread. Every Kafka transaction begins and ends inside
+    :meth:`commit`; between hooks there is none. A hook that fails raises, and the connector
+    closes the worker's connection with ERROR: on the worker's next connection :meth:`recover`
+    starts again from the spool and the commit marker, with a new producer when the old one
+    failed.
+
+    Raises:
+        ValueError: (constructor) the worker's name cannot be part of a file name.
+    """
+
+    def __init__(self, worker: str, settings: TxnSettings) -> None:
+        self.worker = worker
+        self.settings = settings
+        self.transactional_id = f"{settings.id_prefix}.{worker}"
+        self._open_path, self._prepared_path = spool_paths(
+            settings.spool_dir, settings.connector, worker
+        )
+        self._writer: SpoolWriter | None = None
+        self._prepared: wx.Transaction | None = None  # sealed in the spool, PHASE2 pending
+        self._voted_here: set[str] = set()  # prepared by this process (not read back)
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._votes = 0  # commit votes on non-empty transactions (the crash points count them)
+        self._commits = 0  # non-empty transactions committed to Kafka
+        self._die = False
+        self.dropped = 0
+
+    # -- the hooks ------------------------------------------------------------------------------
+    def recover(self) -> wx.SinkRecovery:
+        self._enter()
+        self._discard_open()
+        self._clients()
+        marker = self._marker()
+        spooled = read_spool(self._prepared_path)
+        prepared = None if spooled is None else spooled.txn
+        committed = marker
+        if prepared is not None and marker is not None and marker >= prepared.end:
+            log.info(
+                "worker '%s': %s is already in Kafka (the marker is at %d); deleting its spool",
+                self.worker, prepared.txn_id, marker,
+            )  # fmt: skip
+            self._remove_prepared()
+            prepared = None
+        elif prepared is not None:
+            if marker not in (None, prepared.start):
+                log.warning(
+                    "worker '%s': the Kafka marker is at %s but the spooled %s starts at %d",
+                    self.worker, marker, prepared.txn_id, prepared.start,
+                )  # fmt: skip
+            committed = prepared.start
+        self._prepared = prepared
+        log.info(
+            "worker '%s': %s committed to %s (transactional.id %s)%s",
+            self.worker, "nothing yet" if committed is None else f"output up to offset {committed}",
+            self.settings.topic, self.transactional_id,
+            "" if prepared is None else f"; {prepared.txn_id} waits in the spool for its phase 2",
+        )  # fmt: skip
+        return wx.SinkRecovery(committed, prepared)
+
+    def append(self, offset: int, payloads: Sequence[bytes]) -> None:
+        self._enter()
+        if self._writer is None:
+            self._writer = SpoolWriter(self._open_path, offset)
+        elif offset != self._writer.end:
+            raise ValueError(f"output at offset {offset}, but the spool ends at {self._writer.end}")
+        self._writer.write(payloads)
+
+    def prepare(self, txn: wx.Transaction, problem: str | None) -> bool:
+        self._enter()
+        if problem is not None:
+            return False
+        writer = self._writer
+        if txn.start == txn.end and writer is None:
+            return True  # nothing to make durable, nothing to produce
+        if writer is None or (writer.start, writer.end) != (txn.start, txn.end):
+            log.warning(
+                "worker '%s': %s covers [%d, %d) but the spool holds %s; vote abort",
+                self.worker, txn.txn_id, txn.start, txn.end,
+                "nothing" if writer is None else f"[{writer.start}, {writer.end})",
+            )  # fmt: skip
+            return False
+        writer.seal(txn, self.worker, self._prepared_path)
+        self._writer = None
+        self._prepared = txn
+        self._voted_here.add(txn.txn_id)
+        self._votes += 1
+        if self.settings.crash == ("after-vote", self._votes):
+            self._die = True  # at the next hook: the vote is sent first
+        return True
+
+    def commit(self, txn: wx.Transaction) -> None:
+        self._enter()
+        if txn.start == txn.end:
+            return
+        spooled = read_spool(self._prepared_path)
+        if spooled is None or spooled.txn != txn:
+            raise ValueError(
+                f"PHASE2 commit of {txn.txn_id} [{txn.start}, {txn.end}), but the spool holds "
+                f"{'nothing' if spooled is None else spooled.txn}"
+            )
+        again = txn.txn_id not in self._voted_here
+        if again:
+            log.info(
+                "worker '%s': producing %s (%d records) from the spool in a new Kafka transaction",
+                self.worker, txn.txn_id, len(spooled.payloads),
+            )  # fmt: skip
+        self._produce(txn, spooled.payloads)
+        self._commits += 1
+        if self.settings.crash == ("after-commit", self._commits):
+            self._crash(f"after the Kafka commit of {txn.txn_id}, before its spool is deleted")
+        self._remove_prepared()
+        self._voted_here.discard(txn.txn_id)
+        self._prepared = None
+
+    def abort(self, txn: wx.Transaction) -> None:
+        self._enter()
+        prepared = self._prepared
+        if prepared is not None and txn.start <= prepared.start:
+            self._remove_prepared()
+            self._voted_here.discard(prepared.txn_id)
+            self._prepared = None
+        self._discard_open()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None
+        self._drop_clients()
+
+    # -- Kafka ----------------------------------------------------------------------------------
+    def _clients(self) -> Any:
+        """The transactional producer, made and initialised on first use (which fences a
+        predecessor with the same ``transactional.id`` and settles its open transaction).
+
+        Raises:
+            KafkaException: the brokers did not answer within :data:`KAFKA_TIMEOUT`.
+        """
+        if self._producer is None:
+            ck = self.settings.ck
+            producer = ck.Producer({
+                "bootstrap.servers": self.settings.brokers,
+                "transactional.id": self.transactional_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "reconnect.backoff.ms": 50,
+                "reconnect.backoff.max.ms": 2000,
+                "logger": log,
+            })  # fmt: skip
+            try:
+                producer.init_transactions(KAFKA_TIMEOUT)
+            except ck.KafkaException:
+                with contextlib.suppress(Exception):
+                    producer.purge(blocking=False)
+                raise
+            self._producer = producer
+            if self._consumer is None:
+                self._consumer = ck.Consumer({
+                    "bootstrap.servers": self.settings.brokers,
+                    "group.id": self.transactional_id,
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                    "logger": log,
+                })  # fmt: skip
+        return self._producer
+
+    def _marker(self) -> int | None:
+        """The end offset (in the worker's output) of the last transaction committed to Kafka,
+        from the marker group; None when the group has no offset (nothing committed yet).
+
+        Raises:
+            KafkaException: the brokers did not answer.
+        """
+        ck = self.settings.ck
+        partition = ck.TopicPartition(self.settings.topic, 0)
+        (found,) = self._consumer.committed([partition], KAFKA_TIMEOUT)
+        if found.error is not None:
+            raise ck.KafkaException(found.error)
+        return int(found.offset) if found.offset >= 0 else None
+
+    def _produce(self, txn: wx.Transaction, payloads: list[bytes]) -> None:
+        """Produce ``payloads`` and the marker ``txn.end`` in one Kafka transaction, committed.
+
+        A record the brokers refuse for good (:data:`POISON_ERRORS`) is dropped and the
+        transaction produced again without it; up to three attempts.
+
+        Raises:
+            KafkaException: the transaction could not be committed. The producer is aborted or
+                dropped; whether the transaction reached Kafka is settled by :meth:`recover`
+                (through the marker) on the worker's next connection.
+        """
+        ck = self.settings.ck
+        skip: set[int] = set()
+        for attempt in range(1, 4):
+            failed: list[tuple[int, Any]] = []
+            try:
+                self._attempt(txn, payloads, skip, failed)
+                return
+            except ck.KafkaException as exc:
+                poison = [(i, e) for i, e in failed if e.name() in POISON_ERRORS]
+                if not self._abort_kafka(exc) or not poison or attempt == 3:
+                    log.error("worker '%s': Kafka transaction of %s failed: %s",
+                              self.worker, txn.txn_id, exc)  # fmt: skip
+                    raise
+                for index, error in poison:
+                    log.error(
+                        "worker '%s': Kafka refuses record %d of %s (%s); dropped",
+                        self.worker, index, txn.txn_id, error.str(),
+                    )  # fmt: skip
+                    skip.add(index)
+                    self.dropped += 1
+
+    def _attempt(
+        self, txn: wx.Transaction, payloads: list[bytes], skip: set[int], failed: list[Any]
+    ) -> None:
+        ck, topic = self.settings.ck, self.settings.topic
+        producer = self._clients()
+        producer.begin_transaction()
+        for index, payload in enumerate(payloads):
+            if index in skip:
+                continue
+            record = self._record(txn, index, payload)
+            if record is None:
+                skip.add(index)
+                continue
+            key, value, partition = record
+            report = functools.partial(_delivered, failed, index)
+            while True:
+                try:
+                    producer.produce(topic, value, key, partition, report)
+                    break
+                except BufferError:  # its queue is full: serve deliveries, then try again
+                    producer.poll(0.1)
+                except ck.KafkaException as exc:  # refused at once: the same every time
+                    log.warning("worker '%s': Kafka refused record %d of %s (%s); dropped",
+                                self.worker, index, txn.txn_id, exc)  # fmt: skip
+                    skip.add(index)
+                    self.dropped += 1
+                    break
+        marker = ck.TopicPartition(topic, 0, txn.end)
+        metadata = self._consumer.consumer_group_metadata()
+        producer.send_offsets_to_transaction([marker], metadata, KAFKA_TIMEOUT)
+        producer.commit_transaction(KAFKA_TIMEOUT)  # flushes; raises if a record failed
+
+    def _record(
+        self, txn: wx.Transaction, index: int, payload: bytes
+    ) -> tuple[bytes | None, bytes | None, int] | None:
+        """A payload as ``(key, value, partition)``; None (logged) when the decoder rejects it
+        (the same payload is rejected every time, so dropping it is deterministic)."""
+        try:
+            return as_record(self.settings.decoder.decode(payload))
+        except Exception as exc:  # the application's decoder may raise anything
+            log.warning("worker '%s': record %d of %s: %s; dropped",
+                        self.worker, index, txn.txn_id, exc)  # fmt: skip
+            self.dropped += 1
+            return None
+
+    def _abort_kafka(self, exc: Any) -> bool:
+        """After a failed transaction: True if it was aborted, so that it surely did not
+        commit; else the producer is dropped (a new one settles the transaction)."""
+        ck = self.settings.ck
+        error = exc.args[0] if exc.args else None
+        if error is not None and error.txn_requires_abort():
+            try:
+                self._producer.abort_transaction(KAFKA_TIMEOUT)
+                return True
+            except ck.KafkaException:
+                pass
+        self._drop_clients(keep_consumer=True)
+        return False
+
+    def _drop_clients(self, *, keep_consumer: bool = False) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.purge(blocking=False)
+        if not keep_consumer and self._consumer is not None:
+            with contextlib.suppress(Exception):
+                self._consumer.close()
+            self._consumer = None
+
+    # -- the spool ------------------------------------------------------------------------------
+    def _discard_open(self) -> None:
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._open_path)
+
+    def _remove_prepared(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._prepared_path)
+            fsync_dir(self._prepared_path)
+
+    # -- fault injection ------------------------------------------------------------------------
+    def _enter(self) -> None:
+        """Every hook starts here: the crash point ``after-vote`` strikes at the first hook
+        after the vote (the vote was sent; PHASE2 not yet applied)."""
+        if self._die:
+            self._crash(f"after commit vote {self._votes}, before its phase 2")
+
+    def _crash(self, where: str) -> NoReturn:
+        log.warning("crash_point: killing this process %s", where)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise SystemExit(137)  # not reached
+
+
+def _delivered(failed: list[tuple[int, Any]], index: int, err: Any, _msg: Any) -> None:
+    """Delivery report of record ``index`` of a transaction: remember a failure."""
+    if err is not None:
+        failed.append((index, err))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -181,13 +745,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _request_stop)
     signal.signal(signal.SIGTERM, _request_stop)
     args = list(sys.argv if argv is None else argv)
+    optional = ["bootstrap_brokers", "transactional", "spool_dir", "transactional_id",
+                "crash_point"]  # fmt: skip
     connector: wallaroo.experimental.SinkConnector | None = None
     producer: Producer | None = None
     try:
+        params = wx.parse_connector_args(args, ["topic"], optional)
+        settings = txn_settings(params, ck)
+        brokers = params.bootstrap_brokers or "127.0.0.1:9092"
+        if settings is not None:
+            connector = wx.SinkConnector(args, ["topic"], optional, sink_factory=settings.make_sink)
+            return serve_transactional(connector, settings)
         connector = wallaroo.experimental.SinkConnector(
-            args, required_params=["topic"], optional_params=["bootstrap_brokers"]
+            args, required_params=["topic"], optional_params=optional
         )
-        brokers = connector.params.bootstrap_brokers or "127.0.0.1:9092"
         producer = Producer(ck, brokers, connector.params.topic)
         connector.listen()
         host, port = connector.address
@@ -211,6 +782,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             left = producer.flush(5.0)
             if left:
                 log.warning("%d records were not delivered to Kafka before exit", left)
+
+
+def serve_transactional(connector: wx.SinkConnector, settings: TxnSettings) -> int:
+    """Serve the workers in transactional mode until the connector's thread fails; return the
+    exit code (1). The caller closes the connector; a signal's ``Stop`` propagates.
+
+    Raises:
+        ConnectorError: the connector's address cannot be bound.
+    """
+    settings.decoder = connector.config.decoder
+    connector.listen()
+    host, port = connector.address
+    log.info(
+        "kafka_sink for connector '%s': listening for the worker on %s:%d, producing to topic "
+        "'%s' at Kafka %s, in transactions (transactional.id %s.<worker>, spool %s)",
+        connector.config.name, host, port, settings.topic, settings.brokers, settings.id_prefix,
+        settings.spool_dir,
+    )  # fmt: skip
+    error = connector.join()
+    log.error("the connector stopped: %s", error)
+    return 1
 
 
 if __name__ == "__main__":

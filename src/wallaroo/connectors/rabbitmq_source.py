@@ -15,10 +15,13 @@ Parameters (prefixed with the connector's name):
                  processes can consume one queue for one connector.
 
 Each delivery's body (bytes) goes through the application's source encoder to the worker.
-Deliveries are consumed with manual acknowledgement and a prefetch of the connector's
-``max_credits`` (at most 65535). An encoder failure is logged and the delivery rejected without
-requeue (dropped, or dead-lettered if the queue has a dead-letter exchange); an encoder result of
-None is acknowledged at once.
+Deliveries are consumed with manual acknowledgement and a prefetch of 10000 (or the
+connector's ``max_credits`` when larger; at most 65535): the broker's count of unacknowledged
+deliveries includes those the worker has received but not yet acknowledged, which a worker with
+resilience does only at its next checkpoint, so a prefetch of just the credit window would let
+no more than ``max_credits`` messages through per checkpoint. An encoder failure is logged and
+the delivery rejected without requeue (dropped, or dead-lettered if the queue has a dead-letter
+exchange); an encoder result of None is acknowledged at once.
 
 Delivery is at-least-once. Message ids come from this program's own counter, continuing from
 the worker's NOTIFY_ACK + 1 (delivery tags restart on every channel); the broker acknowledgement
@@ -58,6 +61,9 @@ log = logging.getLogger("rabbitmq_source")
 FIRST_DELAY = 0.2
 MAX_DELAY = 5.0
 STOP_GRACE = 2.0
+# Deliveries held at once: waiting for credits, or sent and not yet acknowledged by the
+# worker (with resilience, until its next checkpoint). Not tied to the credit window.
+PREFETCH = 10_000
 
 
 class UsageError(Exception):
@@ -119,6 +125,7 @@ class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
         self._encode = config.encoder.encode
         self._inbox, self._settle, self._current_channel = inbox, settle, current_channel
         self._held: collections.deque[tuple[int, Delivery, bytes]] = collections.deque()
+        self._replay: collections.deque[tuple[int, bytes]] = collections.deque()  # to resend
         self._next_id = 0
         self._streaming = False
         self._pulling = True
@@ -127,6 +134,8 @@ class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
         self.notify(self.stream_id, self.stream_name)  # sent once connected
 
     def __next__(self) -> cwm.Message | None:
+        if self._streaming and self._pulling and self._replay:  # first what must be sent again
+            return self._message(*self._replay.popleft())
         while self._streaming and self._pulling:
             try:
                 delivery = self._inbox.get_nowait()
@@ -162,7 +171,8 @@ class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
 
     def stream_opened(self, stream: wallaroo.experimental.Stream) -> None:
         """Resume after the worker's position: what it has is settled, the rest is numbered
-        from its position + 1 and sent again."""
+        from its position + 1 and sent again, by :meth:`__next__` as credits allow (a write
+        from a hook would not wait for credits)."""
         start = 0
         if stream.point_of_ref != cwm.NONE_SEEN:
             self._release(stream.point_of_ref)
@@ -170,9 +180,8 @@ class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
         held = [(start + i, d, p) for i, (_, d, p) in enumerate(self._held)]
         self._held = collections.deque(held)
         self._next_id = start + len(held)
+        self._replay = collections.deque((message_id, p) for message_id, _, p in held)
         self._streaming = True
-        for message_id, _, payload in held:
-            self.write(self._message(message_id, payload))
         log.info(
             "connected to the worker at %s:%d: stream '%s' (id %d), next message id %d",
             self.host, self.port, self.stream_name, self.stream_id, start,
@@ -387,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--{config.name}-amqpurl is not an AMQP URL: {exc}") from exc
         parameters.connection_attempts, parameters.socket_timeout = 1, 5
         inbox: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
-        prefetch = min(config.max_credits, 65535)
+        prefetch = min(max(config.max_credits, PREFETCH), 65535)  # AMQP's limit
         broker = consumer = Broker(pika_module, parameters, params.queue, prefetch, inbox, stop)
         feed = WorkerFeed(config, (source.stream_name, source.stream_id), inbox, broker.settle,
                           lambda: consumer.channel_number)  # fmt: skip

@@ -234,7 +234,9 @@ class Checkpointer:
         """Take a checkpoint every ``interval_s`` seconds, forever."""
         while True:
             await asyncio.sleep(self.interval_s)
-            await self.checkpoint()
+            # Shielded: cancelling this loop (at shutdown) never cuts a checkpoint in half; a
+            # later checkpoint() waits for it on the lock.
+            await asyncio.shield(self.checkpoint())
 
     async def checkpoint(self) -> bool:
         """Take one checkpoint; return True if it was committed."""

@@ -67,6 +67,9 @@ class ConnectorSinkOutput(SinkOutput):
         self._held_bytes = 0
         self._vote: tuple[str, asyncio.Future[bool]] | None = None
         self._in_txn: str | None = None  # PHASE1 sent on this connection, PHASE2 not yet
+        # The transaction of the checkpoint in progress, reported uncommitted by the sink on a
+        # new connection: its PHASE2 waits for the checkpoint's outcome (commit() / abort()).
+        self._deferred: str | None = None
 
     # -- output -------------------------------------------------------------------------------
     def write(self, payloads: list[bytes]) -> None:
@@ -133,9 +136,11 @@ class ConnectorSinkOutput(SinkOutput):
 
     def _phase2(self, txn_id: str, commit: bool) -> None:
         frame = self.session.phase2(txn_id, commit)
-        if self._in_txn == txn_id:  # else the sink never saw PHASE1 on this connection
+        # Sent on the connection that had the PHASE1, or on a new one whose sink reported the
+        # transaction; else the sink never saw it and reports it on its next connection.
+        if txn_id in (self._in_txn, self._deferred):
             self._send_control(frame)
-            self._in_txn = None
+            self._in_txn = self._deferred = None
         held, self._held, self._held_bytes = self._held, None, 0
         if commit and held:
             super().write(held)
@@ -149,6 +154,7 @@ class ConnectorSinkOutput(SinkOutput):
         """
         self.session.restore(offset)
         self.committed_txn = committed_txn
+        self._deferred = None
         self._pending, self._pending_bytes = [], 0
         self._held, self._held_bytes = None, 0
         self._close(None)
@@ -205,6 +211,19 @@ class ConnectorSinkOutput(SinkOutput):
 
     def _resolve(self, txn_ids: tuple[str, ...]) -> None:
         for txn_id in txn_ids:
+            if self.resilient and txn_id == self.session.pending_txn:
+                # The sink voted on it and the connection was lost before the checkpoint was
+                # decided (a commit vote may be in hand, the checkpoint being written): only
+                # the checkpoint's outcome may settle it. Aborting it now would lose the output
+                # of a checkpoint that then completes.
+                self._log.warning(
+                    "sink connector '%s' holds transaction %s of the checkpoint in progress; "
+                    "it gets the checkpoint's outcome",
+                    self.name,
+                    txn_id,
+                )
+                self._deferred = txn_id
+                continue
             commit = self.resilient and txn_id == self.committed_txn
             self._log.warning(
                 "sink connector '%s' holds uncommitted transaction %s; %s it",
@@ -223,7 +242,7 @@ class ConnectorSinkOutput(SinkOutput):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.connection_lost()
-        self._in_txn = None
+        self._in_txn = self._deferred = None
         if self._vote is not None and not self._vote[1].done():
             self._vote[1].set_result(False)
         super().connection_lost(exc)
