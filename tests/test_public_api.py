@@ -8,7 +8,16 @@ import wallaroo.experimental
 import wallaroo.testing
 
 WALLAROO = {
+    "Aggregation",
     "ApplicationBuilder",
+    "count_windows",
+    "hours",
+    "microseconds",
+    "milliseconds",
+    "minutes",
+    "nanoseconds",
+    "range_windows",
+    "seconds",
     "CustomKafkaSinkCLIParser",
     "CustomKafkaSourceCLIParser",
     "DefaultKafkaSinkCLIParser",

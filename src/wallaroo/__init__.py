@@ -28,10 +28,22 @@ from wallaroo.kafka import (
 )
 from wallaroo.pipeline import Pipeline, build_application, source
 from wallaroo.serialization import deserialize, serialize
+from wallaroo.windows import (
+    Aggregation,
+    count_windows,
+    hours,
+    microseconds,
+    milliseconds,
+    minutes,
+    nanoseconds,
+    range_windows,
+    seconds,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregation",
     "ApplicationBuilder",
     "CustomKafkaSinkCLIParser",
     "CustomKafkaSourceCLIParser",
@@ -47,12 +59,20 @@ __all__ = [
     "build_application",
     "computation",
     "computation_multi",
+    "count_windows",
     "decoder",
     "deserialize",
     "encoder",
     "experimental",
+    "hours",
     "key_extractor",
+    "microseconds",
+    "milliseconds",
+    "minutes",
+    "nanoseconds",
     "partition",
+    "range_windows",
+    "seconds",
     "serialize",
     "source",
     "state_computation",

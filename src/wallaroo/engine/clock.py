@@ -39,16 +39,25 @@ class SystemClock:
 class MockClock:
     """A clock that only moves when told to.
 
-    Both readings start at ``start_ns`` and advance together with :meth:`advance`.
+    Both readings start at ``start_ns`` and advance together with :meth:`advance`. With
+    ``auto_advance_ns``, every :meth:`now_ns` reading also moves the clock on by that much
+    afterwards, so messages read one at a time get evenly spaced ingest times.
     """
 
-    __slots__ = ("_now",)
+    __slots__ = ("_now", "_step")
 
-    def __init__(self, start_ns: int = 1_700_000_000_000_000_000) -> None:
+    def __init__(
+        self, start_ns: int = 1_700_000_000_000_000_000, *, auto_advance_ns: int = 0
+    ) -> None:
+        if auto_advance_ns < 0:
+            raise ValueError(f"auto_advance_ns must be >= 0, got {auto_advance_ns}")
         self._now = start_ns
+        self._step = auto_advance_ns
 
     def now_ns(self) -> int:
-        return self._now
+        now = self._now
+        self._now += self._step
+        return now
 
     def monotonic_ns(self) -> int:
         return self._now

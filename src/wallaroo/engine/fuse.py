@@ -33,7 +33,7 @@ from typing import Any
 from wallaroo.decorators import normalize_key
 from wallaroo.engine.state import StateStore
 from wallaroo.errors import UserCodeError
-from wallaroo.plan.physical import Discard, Exchange, MapOp, Op, StateOp, ToSinks
+from wallaroo.plan.physical import Discard, Exchange, MapOp, Op, StateOp, ToSinks, ToWindow
 
 __all__ = ["FusedSegment", "LineInfo", "fuse"]
 
@@ -84,10 +84,11 @@ class _Emitter:
 
 
 class _Builder:
-    def __init__(self, ops: Sequence[Op], target: Any, keyed: bool) -> None:
+    def __init__(self, ops: Sequence[Op], target: Any, keyed: bool, timed: bool) -> None:
         self.ops = ops
         self.target = target
         self.keyed = keyed
+        self.timed = timed
         self.out = _Emitter()
         self.end_depth = 0
 
@@ -146,34 +147,43 @@ class _Builder:
             )
             e.emit(indent, "ak(kk)")
             e.emit(indent, f"av({x})")
-        elif isinstance(t, Exchange) and t.source_key is not None:
+        elif isinstance(t, ToWindow) or (isinstance(t, Exchange) and t.source_key is not None):
             e.emit(indent, "ak(k)")
             e.emit(indent, f"av({x})")
         elif isinstance(t, Exchange):
             e.emit(indent, f"av({x})")
         else:
             e.emit(indent, "pass")
+        if self.timed and isinstance(t, Exchange | ToWindow):
+            e.emit(indent, "at(t)")
 
     def outputs(self) -> list[str]:
         t = self.target
         if isinstance(t, ToSinks):
             return [f"o{j}" for j in range(len(t.sinks))]
+        timed = ["ot"] if self.timed else []
         if isinstance(t, Exchange):
-            return ["ov"] if t.const_key is not None else ["ok", "ov"]
+            return (["ov"] if t.const_key is not None else ["ok", "ov"]) + timed
+        if isinstance(t, ToWindow):
+            return ["ok", "ov", *timed]
         return []
 
     def build(self) -> str:
         e = self.out
         outs = self.outputs()
-        e.emit(0, f"def segment(values, keys{''.join(', ' + o for o in outs)}):")
+        e.emit(0, f"def segment(values, keys, times{''.join(', ' + o for o in outs)}):")
         for o in outs:
             e.emit(1, f"a{o[1:]} = {o}.append")
         uses_key = self.keyed or (
             isinstance(self.target, Exchange) and self.target.source_key is not None
         )
+        # zip's last iterator is a list iterator: the failure handler reads the position there
         if uses_key:
-            e.emit(1, "it = zip(keys, values)")
-            e.emit(1, "for k, x0 in it:")
+            e.emit(1, "it = zip(keys, values, times)" if self.timed else "it = zip(keys, values)")
+            e.emit(1, "for k, x0, t in it:" if self.timed else "for k, x0 in it:")
+        elif self.timed:
+            e.emit(1, "it = zip(values, times)")
+            e.emit(1, "for x0, t in it:")
         else:
             e.emit(1, "it = iter(values)")
             e.emit(1, "for x0 in it:")
@@ -188,9 +198,10 @@ class _Builder:
 
 def fuse(
     ops: Sequence[Op],
-    target: ToSinks | Exchange | Discard,
+    target: ToSinks | Exchange | Discard | ToWindow,
     *,
     keyed: bool,
+    timed: bool = False,
     states: Mapping[str, StateStore],
     encoders: Sequence[Callable[[Any], Any]],
     fail: Callable[[BaseException, dict[str, Any]], None],
@@ -198,12 +209,14 @@ def fuse(
 ) -> FusedSegment:
     """Generate the batch function of one segment.
 
-    The function is called ``segment(values, keys, *outputs)``: ``values`` is the batch,
+    The function is called ``segment(values, keys, times, *outputs)``: ``values`` is the batch,
     ``keys`` the parallel list of keys (keyed segments, and source segments whose target is a
-    source-key exchange; else ignored), ``outputs`` the lists it appends to (one per sink for
-    ``ToSinks``; ``keys, values`` for an exchange by key; ``values`` for a constant key).
+    source-key exchange; else ignored), ``times`` the parallel event times when ``timed`` (else
+    ignored), ``outputs`` the lists it appends to (one per sink for ``ToSinks``; ``keys, values``
+    for an exchange by key or a window; ``values`` for a constant key; plus ``times`` when
+    ``timed``).
     """
-    builder = _Builder(ops, target, keyed)
+    builder = _Builder(ops, target, keyed, timed)
     source = builder.build()
     namespace: dict[str, Any] = {"chk": _check_multi, "norm": normalize_key, "fail": fail}
     for i, op in enumerate(ops):

@@ -15,6 +15,7 @@ from typing import Any
 from wallaroo.engine.clock import Clock, SystemClock
 from wallaroo.engine.deadletter import DeadLetterLog, DeadLetterStatistics
 from wallaroo.engine.segment import (
+    Route,
     SegmentRunner,
     SegmentStatistics,
     SinkPort,
@@ -22,7 +23,14 @@ from wallaroo.engine.segment import (
     SinkStatistics,
 )
 from wallaroo.engine.state import StateStatistics, StateStore
-from wallaroo.plan.physical import Exchange, PhysicalPlan, ToSinks
+from wallaroo.engine.windows import (
+    CountWindowRunner,
+    RangeWindowRunner,
+    WindowState,
+    WindowStatistics,
+)
+from wallaroo.plan.physical import Exchange, PhysicalPlan, ToSinks, ToWindow
+from wallaroo.windows import RangeWindows
 
 __all__ = ["EngineStatistics", "LocalEngine"]
 
@@ -33,6 +41,7 @@ class EngineStatistics:
     sinks: tuple[SinkStatistics, ...]
     states: tuple[StateStatistics, ...]
     dead_letters: DeadLetterStatistics
+    windows: tuple[WindowStatistics, ...] = ()
 
 
 class _DirectRoute:
@@ -41,8 +50,8 @@ class _DirectRoute:
     def __init__(self, runner: SegmentRunner) -> None:
         self.run = runner.run
 
-    def send(self, values: list[Any], keys: list[str]) -> None:
-        self.run(values, keys)
+    def send(self, values: list[Any], keys: list[str], times: list[int] | None = None) -> None:
+        self.run(values, keys, times=times)
 
 
 class LocalEngine:
@@ -82,17 +91,34 @@ class LocalEngine:
             for p, port in zip(plan.sinks, sinks, strict=True)
         ]
         self.segments: dict[int, SegmentRunner] = {}
+        self.windows: list[RangeWindowRunner | CountWindowRunner] = []
+        for window in plan.windows:
+            self.states[window.state] = StateStore(window.state, WindowState, plan.key_groups)
         for seg in sorted(plan.segments, key=lambda s: s.id, reverse=True):
             self._build(seg.id)
+        self.windows = [self._window(w.id) for w in plan.windows]
+
+    def _window(self, window_id: int) -> RangeWindowRunner | CountWindowRunner:
+        for runner in self.windows:
+            if runner.plan.id == window_id:
+                return runner
+        plan = self.plan.windows[window_id]
+        emit = _DirectRoute(self._build(plan.next_segment)).send
+        kind = RangeWindowRunner if isinstance(plan.spec, RangeWindows) else CountWindowRunner
+        runner = kind(plan, self.states[plan.state], emit, self.clock, self.dead_letters)
+        self.windows.append(runner)
+        return runner
 
     def _build(self, seg_id: int) -> SegmentRunner:
         runner = self.segments.get(seg_id)
         if runner is not None:
             return runner
         seg = next(s for s in self.plan.segments if s.id == seg_id)
-        route = None
+        route: Route | None = None
         if isinstance(seg.target, Exchange):
             route = _DirectRoute(self._build(seg.target.segment))
+        elif isinstance(seg.target, ToWindow):
+            route = self._window(seg.target.window)
         runner = SegmentRunner(
             seg, self.plan, self.states, self.sinks, route, self.dead_letters, self.clock
         )
@@ -115,10 +141,27 @@ class LocalEngine:
         """Push one batch from source number ``source`` all the way through."""
         self.source_runner(source).run(values, keys, stream_id=stream_id, message_ids=message_ids)
 
+    def tick(self) -> None:
+        """Let time-driven work happen: windows whose input went idle fire. The worker calls
+        it periodically; tests call it after moving a mock clock."""
+        for window in self.windows:
+            window.tick()
+
+    def end_of_input(self) -> None:
+        """No more input will come: fire every window that holds data."""
+        for window in self.windows:
+            window.flush()
+
+    def restored(self) -> None:
+        """State was replaced from a checkpoint: rebuild what derives from it."""
+        for window in self.windows:
+            window.rebuild()
+
     def statistics(self) -> EngineStatistics:
         return EngineStatistics(
             tuple(self.segments[i].statistics() for i in sorted(self.segments)),
             tuple(s.statistics() for s in self.sinks),
             tuple(s.statistics() for s in self.states.values()),
             self.dead_letters.statistics(),
+            tuple(w.statistics() for w in self.windows),
         )

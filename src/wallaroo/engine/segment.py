@@ -40,7 +40,9 @@ __all__ = [
 class Route(Protocol):
     """Where a segment sends its keyed output."""
 
-    def send(self, values: list[Any], keys: list[str]) -> None: ...
+    def send(self, values: list[Any], keys: list[str], times: list[int] | None = None) -> None:
+        """Deliver a keyed batch (with its event times when the plan is timed)."""
+        ...
 
 
 class SinkPort(Protocol):
@@ -172,10 +174,12 @@ class SegmentRunner:
             [physical.sinks[i].encode for i in target.sinks] if isinstance(target, ToSinks) else []
         )
         self._const_key = target.const_key if isinstance(target, Exchange) else None
+        self._timed = physical.timed
         self._fused: FusedSegment = fuse(
             plan.ops,
             target,
             keyed=plan.keyed,
+            timed=self._timed,
             states=states,
             encoders=encoders,
             fail=self._fail,
@@ -203,18 +207,23 @@ class SegmentRunner:
         values: list[Any],
         keys: list[Any] | None = None,
         *,
+        times: list[int] | None = None,
         stream_id: int | None = None,
         message_ids: Sequence[int] | None = None,
     ) -> None:
         """Process one batch. ``keys`` are required for keyed segments.
 
+        ``times`` are the messages' event times in nanoseconds (used when the plan has
+        windows; the engine's clock gives the ingest time when they are missing).
         ``stream_id`` and ``message_ids`` (parallel to ``values``) only label dead letters.
         """
         if self._needs_keys and keys is None:
             keys = [None] * len(values)
+        if self._timed and times is None:
+            times = [self._clock.now_ns()] * len(values)
         self._origin = (stream_id, message_ids)
         outs: list[list[Any]] = [[] for _ in range(self._fused.outputs)]
-        self._fn(values, keys, *outs)
+        self._fn(values, keys, times, *outs)
         self.messages_in += len(values)
         self._dispatch(outs)
 
@@ -225,6 +234,7 @@ class SegmentRunner:
                     self.messages_out += len(out)
                     sink.write(out)
         elif self._route is not None:
+            times = outs.pop() if self._timed else None
             if self._const_key is not None:
                 values = outs[0]
                 keys = [self._const_key] * len(values)
@@ -232,7 +242,7 @@ class SegmentRunner:
                 keys, values = outs
             if values:
                 self.messages_out += len(values)
-                self._route.send(values, keys)
+                self._route.send(values, keys, times)
 
     def _fail(self, exc: BaseException, loc: dict[str, Any]) -> None:
         tb = exc.__traceback__

@@ -25,6 +25,7 @@ from wallaroo.plan.logical import (
     StatefulStep,
     StatelessStep,
     Step,
+    WindowStep,
 )
 from wallaroo.plan.physical import (
     DEFAULT_KEY_GROUPS,
@@ -41,6 +42,8 @@ from wallaroo.plan.physical import (
     StatePlan,
     Target,
     ToSinks,
+    ToWindow,
+    WindowPlan,
 )
 
 __all__ = ["compile_application"]
@@ -89,6 +92,7 @@ class _Compiler:
         self.sink_by_connector: dict[str, int] = {}
         self.states: dict[str, StatePlan] = {}
         self.sources: list[SourcePlan] = []
+        self.windows: dict[object, WindowPlan] = {}
         self._next_id = 0
 
     def run(self) -> PhysicalPlan:
@@ -104,6 +108,7 @@ class _Compiler:
             tuple(self.sinks),
             tuple(self.states.values()),
             self.key_groups,
+            tuple(sorted(self.windows.values(), key=lambda w: w.id)),
         )
 
     def _counter(self) -> int:
@@ -198,6 +203,11 @@ class _Compiler:
                     seg = self._keyed(pipeline, path, i, end)
                     return ops, Exchange(seg, "by source key", source_key=source_key)
                 ops.append(self._state_op(step))
+            elif isinstance(step, WindowStep):
+                if not keyed:
+                    seg = self._keyed(pipeline, path, i, end)
+                    return ops, Exchange(seg, "by source key", source_key=source_key)
+                return ops, ToWindow(self._window(pipeline, path, i, step, end))
             elif isinstance(step, KeyBy):
                 seg = self._keyed(pipeline, path, i + 1, end)
                 return ops, Exchange(seg, step.label, key_fn=step.extractor.fn)
@@ -225,6 +235,24 @@ class _Compiler:
             target=target,
         )
         return seg_id
+
+    def _window(
+        self, pipeline: PipelineSpec, path: list[_Pos], i: int, step: WindowStep, end: Target
+    ) -> int:
+        """The window of ``path[i]`` (one per logical window step, shared by merged inputs)."""
+        ident = path[i].ident
+        found = self.windows.get(ident)
+        if found is not None:
+            return found.id
+        window_id = len(self.windows)
+        state = f"window {window_id}: {step.label}"
+        if state in self.states:
+            raise WallarooParameterError(f"a state is already named {state!r}")
+        next_segment = self._keyed(pipeline, path, i + 1, end)
+        self.windows[ident] = WindowPlan(
+            window_id, step.label, pipeline.name, step.spec, state, next_segment
+        )
+        return window_id
 
     def _state_op(self, step: StatefulStep) -> StateOp:
         plan = self.states.get(step.state_name)

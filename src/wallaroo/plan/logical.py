@@ -26,6 +26,7 @@ __all__ = [
     "StatefulStep",
     "StatelessStep",
     "Step",
+    "WindowStep",
 ]
 
 
@@ -81,7 +82,20 @@ class Collect:
         return "collect"
 
 
-Step = StatelessStep | StatefulStep | KeyBy | Collect
+@dataclass(frozen=True, slots=True)
+class WindowStep:
+    """A window aggregation (``range_windows(...).over(...)`` or ``count_windows(...)``), per
+    key; its state lives in key groups like any other state."""
+
+    spec: Any  # wallaroo.windows.RangeWindows | CountWindows
+
+    @property
+    def label(self) -> str:
+        name = self.spec.aggregation.name()
+        return name if isinstance(name, str) and name else type(self.spec.aggregation).__name__
+
+
+Step = StatelessStep | StatefulStep | KeyBy | Collect | WindowStep
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ __all__ = [
     "StateOp",
     "StatePlan",
     "ToSinks",
+    "ToWindow",
+    "WindowPlan",
 ]
 
 DEFAULT_KEY_GROUPS = 256
@@ -94,7 +96,27 @@ class Discard:
     """The end of a pipeline closed with ``done()``."""
 
 
-Target = ToSinks | Exchange | Discard
+@dataclass(frozen=True, slots=True)
+class ToWindow:
+    """Feed window ``window`` with (key, value, event time) of every output."""
+
+    window: int
+
+
+Target = ToSinks | Exchange | Discard | ToWindow
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPlan:
+    """A window step: its spec, the state store holding its per-key windows, and the keyed
+    segment its outputs continue in."""
+
+    id: int
+    name: str
+    pipeline: str
+    spec: Any
+    state: str
+    next_segment: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +168,12 @@ class PhysicalPlan:
     sinks: tuple[SinkPlan, ...]
     states: tuple[StatePlan, ...]
     key_groups: int = DEFAULT_KEY_GROUPS
+    windows: tuple[WindowPlan, ...] = ()
+
+    @property
+    def timed(self) -> bool:
+        """True when messages carry their event time through the segments (windows need it)."""
+        return bool(self.windows)
 
     def source(self, name: str) -> SourcePlan:
         for s in self.sources:
@@ -177,4 +205,7 @@ def _target(target: Target, plan: PhysicalPlan) -> str:
         return "sinks " + ", ".join(repr(plan.sinks[i].name) for i in target.sinks)
     if isinstance(target, Exchange):
         return f"{target.label} -> segment {target.segment}"
+    if isinstance(target, ToWindow):
+        window = plan.windows[target.window]
+        return f"window {window.name!r} -> segment {window.next_segment}"
     return "discard"

@@ -103,33 +103,57 @@ class Harness:
         except KeyError as exc:
             raise KeyError(exc.args[0]) from None
 
-    def push(self, source: str | int, items: Iterable[Any], *, batch_size: int = 1024) -> None:
+    def push(
+        self,
+        source: str | int,
+        items: Iterable[Any],
+        *,
+        batch_size: int = 1024,
+        times: Iterable[int] | None = None,
+    ) -> None:
         """Feed ``items`` to a source, in batches.
 
         Items are payloads as the worker receives them (``bytes``); for a connector source,
         any other value first goes through the connector's encoder, as
         ``SourceConnector.write(value)`` does. Generator sources take their own values.
+        ``times`` are the items' event times in nanoseconds (as a connector's MESSAGE
+        ``event_time`` gives them); without them windows use the clock's time (ingest time).
         """
         plan = self._source(source)
         encode = self._encoder(plan)
         it = iter(items)
+        time_it = iter(times) if times is not None else None
         while batch := list(itertools.islice(it, batch_size)):
             if encode is not None:
                 batch = [b if isinstance(b, bytes) else to_bytes(encode(b)) for b in batch]
-            self.engine.process(plan.index, batch)
+            batch_times = None
+            if time_it is not None:
+                batch_times = list(itertools.islice(time_it, len(batch)))
+                if len(batch_times) != len(batch):
+                    raise ValueError("times must give one event time per item")
+            self.engine.source_runner(plan.index).run(batch, times=batch_times)
+
+    def tick(self) -> None:
+        """Let time-driven work happen (windows whose input went idle fire); call it after
+        moving a :class:`MockClock`."""
+        self.engine.tick()
+
+    def end_of_input(self) -> None:
+        """Declare the input finished: every window holding data fires."""
+        self.engine.end_of_input()
 
     def _encoder(self, plan: SourcePlan) -> Any:
         if isinstance(plan.config, SourceConnectorConfig):
             return plan.config.encoder.encode
         return None
 
-    def generate(self, source: str | int, limit: int) -> int:
+    def generate(self, source: str | int, limit: int, *, batch_size: int = 1024) -> int:
         """Run a generator source until it returns ``None`` or gave ``limit`` values; return how
-        many it gave."""
+        many it gave. Each batch of ``batch_size`` gets one ingest time from the clock."""
         plan = self._source(source)
         if not isinstance(plan.config, GenSourceConfig):
             raise ValueError(f"source {plan.name!r} is not a generator source")
-        return sum(len(b) for b in self._generated(plan, limit, 1024))
+        return sum(len(b) for b in self._generated(plan, limit, batch_size))
 
     def _generated(self, plan: SourcePlan, limit: int, batch_size: int) -> Iterator[list[Any]]:
         gen = plan.config.generator
@@ -172,12 +196,14 @@ def run(
     gen_limit: int = 100_000,
     key_groups: int = DEFAULT_KEY_GROUPS,
     dead_letter_path: str | None = None,
+    end_of_input: bool = True,
 ) -> RunResult:
     """Run ``app`` over ``inputs`` (items per source name) and return what came out.
 
     Sources are fed in turn, one batch of ``batch_size`` from each, so merged pipelines see
     their inputs interleaved. Generator sources run until they return ``None`` or produced
-    ``gen_limit`` values.
+    ``gen_limit`` values. With ``end_of_input`` (the default), the end of the inputs is the
+    end of the stream: every window holding data fires before the result is taken.
     """
     harness = Harness(
         app, args, clock=clock, key_groups=key_groups, dead_letter_path=dead_letter_path
@@ -206,4 +232,6 @@ def run(
                 harness.push(plan.index, batch, batch_size=batch_size)
                 remaining.append((plan, it))
         feeds = remaining
+    if end_of_input:
+        harness.end_of_input()
     return harness.result()

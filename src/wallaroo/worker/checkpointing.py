@@ -217,12 +217,14 @@ class Checkpointer:
             for group in range(store.key_groups):
                 store.drop_group(group)
         if checkpoint is None:
+            self.engine.restored()
             return
         groups = {k: list(v) for k, v in checkpoint.manifest.get("states", {}).items()}
         for name, store in self.engine.states.items():
             for group in groups.pop(name, []):
                 blob = checkpoint.blob(f"state/{name}/{group}")
                 store.restore_group(group, decode_group(blob, self.deserialize))
+        self.engine.restored()
         for name in groups:
             self.log.warning(
                 "the checkpoint holds state %r, which the application no longer has; it is ignored",

@@ -186,6 +186,7 @@ class _ConnectorConnection(asyncio.Protocol):
         self.peer = "?"
         self.process = listener.runner.run
         self.needs_keys = listener.runner.needs_keys
+        self.timed = listener.engine.plan.timed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # stream servers give Transports
@@ -253,9 +254,12 @@ class _ConnectorConnection(asyncio.Protocol):
             ids_kept, raw_keys = ids, event.keys
         if self.needs_keys:
             keys = [None if k is None else k.decode("utf-8", "surrogateescape") for k in raw_keys]
+        times = self._event_times(event, payloads) if self.timed else None
         if payloads:
             try:
-                self.process(payloads, keys, stream_id=event.stream_id, message_ids=ids_kept)
+                self.process(
+                    payloads, keys, times=times, stream_id=event.stream_id, message_ids=ids_kept
+                )
             except Exception:
                 self.listener.errors += 1
                 self.listener.log.exception(
@@ -263,6 +267,14 @@ class _ConnectorConnection(asyncio.Protocol):
                 )
             self.listener.messages += len(payloads)
         self.session.processed(event.stream_id, ids[-1])
+
+    def _event_times(self, event: Messages, payloads: list[Any]) -> list[int]:
+        """MESSAGE event times (ms since the epoch) in ns; 0 or less means ingest time."""
+        now = self.listener.engine.clock.now_ns()
+        kept = [t for t, p in zip(event.event_times, event.payloads, strict=True) if p is not None]
+        if len(kept) != len(payloads):  # pragma: no cover - same filter as the payloads
+            return [now] * len(payloads)
+        return [t * 1_000_000 if t > 0 else now for t in kept]
 
     def _closed(self, event: SessionClosed) -> None:
         if event.error:

@@ -273,6 +273,8 @@ class Worker:
             ]
             if self.checkpointer is not None:
                 background.append(tasks.create_task(self.checkpointer.run(), name="checkpoints"))
+            if self.engine.windows:
+                background.append(tasks.create_task(self._tick(), name="windows"))
             self.log.info(
                 "worker '%s' is running application '%s'", self.options.name, self.plan.app_name
             )
@@ -282,6 +284,12 @@ class Worker:
             for task in background:
                 task.cancel()
             await self._shutdown()
+
+    async def _tick(self, interval: float = 0.1) -> None:
+        """Let idle windows fire as time passes."""
+        while True:
+            await asyncio.sleep(interval)
+            self.engine.tick()
 
     async def _listen(self) -> None:
         for listener in self.listeners:
