@@ -48,6 +48,7 @@ def test_udp_source_conforms():
         "data written around the drop arrives",
         "unacknowledged data arrives",
         "replays what a crashed worker had not acknowledged",
+        "never overspends its credits",
         "SIGTERM stops it cleanly",
     )
     assert report.connections == 3

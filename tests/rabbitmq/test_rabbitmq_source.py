@@ -36,7 +36,7 @@ def channel(rabbitmq_url):
 @pytest.fixture
 def worker_env(procs):
     procs.env["ORDERS_PORT"], procs.env["DOUBLED_PORT"] = str(free_port()), str(free_port())
-    procs.env["MAX_CREDITS"], procs.env["REFILL_CREDITS"] = "500", "100"  # prefetch 500
+    procs.env["MAX_CREDITS"], procs.env["REFILL_CREDITS"] = "500", "100"
     return procs.env
 
 
@@ -112,7 +112,7 @@ def test_the_source_reconnects_when_the_broker_connection_is_lost(
         proxy.cut()
         source.wait_for("lost RabbitMQ")
         source.wait_for(f"consuming queue '{queue}' at RabbitMQ 127.0.0.1:{proxy.port}")
-        source.wait_for("(prefetch 500) again")
+        source.wait_for("(prefetch 10000) again")
         wait_until(lambda: client.hlen(key) >= 3000, "all 3000 messages", timeout=60)
         assert source.stop() == 0, source.output
     finally:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wallaroo.decorators import Decoder
 from wallaroo.testing.fake_peers import FakeSinkWorker, FakeSourceWorker, free_port
 
 __all__ = [
@@ -86,16 +87,25 @@ class ConformanceReport:
     stderr: str
 
 
-def _reference(fn: Callable[..., Any] | None) -> tuple[str, str]:
-    """(import line, name) for a module-level function, or the identity decoder."""
+def _reference(fn: Any) -> tuple[str, str]:
+    """(import lines, name) of the sink decoder in the generated module: a decorated decoder
+    is imported as it is, a plain function is wrapped; None gives the identity decoder."""
     if fn is None:
         return "", "_decode"
-    module, qualname = fn.__module__, fn.__qualname__
-    if "<" in qualname or module == "__main__":
+    inner = fn.fn if isinstance(fn, Decoder) else fn
+    module = getattr(inner, "__module__", None)
+    qualname = getattr(inner, "__qualname__", "")
+    if not module or "<" in qualname or module == "__main__":
         raise ValueError(
-            f"sink_decoder must be a module-level function of an importable module, got {fn!r}"
+            f"sink_decoder must be defined at the top level of an importable module, got {fn!r}"
         )
-    return f"from {module} import {qualname} as _sink_decoder", "_sink_decoder"
+    if isinstance(fn, Decoder):
+        return f"from {module} import {qualname} as _sink_decoder", "_sink_decoder"
+    return (
+        f"from {module} import {qualname} as _raw_sink_decoder\n"
+        "_sink_decoder = wx.stream_message_decoder(_raw_sink_decoder)",
+        "_sink_decoder",
+    )
 
 
 class _Run:
@@ -212,7 +222,8 @@ def check_source_connector(
             worker withholds credits, just after the worker dropped the connection (a
             connector may notice the drop only when it next writes; those records must arrive
             once it has reconnected), and before a simulated worker crash (the worker receives
-            them but never acknowledges them; after the crash they must arrive again).
+            them but never acknowledges them, as a worker with checkpoints does between two
+            checkpoints; the connector must keep them and, after the crash, send them again).
         params: the connector's own parameters, without the ``--conformance-`` prefix.
         env: the program's environment (default: this process's).
         messages: records per step (more than the check's credit window of 8).
@@ -240,9 +251,11 @@ def check_source_connector(
     )
     try:
         _source_steps(run, worker, feed, messages, timeout)
-        code = run.terminate(timeout)
         if worker.min_credits < 0:
-            run.fail("credits", f"it overspent its credits by {-worker.min_credits}")
+            run.fail("never overspends its credits",
+                     f"it overspent its credits by {-worker.min_credits}")
+        run.steps.append("never overspends its credits")
+        code = run.terminate(timeout)
         return ConformanceReport(
             label, tuple(run.steps), len(worker.payloads), worker.hellos, code, run.stderr()
         )
@@ -355,8 +368,10 @@ def check_sink_connector(
         delivered: ``delivered(payloads)`` is True once the external system holds every
             payload sent so far (the check calls it until it is, or the step times out).
         payload: the ``i``-th payload the fake worker sends.
-        sink_decoder: a module-level function the sink connector decodes payloads with
-            (default: bytes unchanged); its module must be importable by the program.
+        sink_decoder: how the sink connector decodes payloads: a decoder decorated with
+            ``stream_message_decoder`` (or a plain function, which the check decorates),
+            defined at the top level of a module the program can import (default: bytes
+            unchanged).
         params, env, messages, timeout, name: as for :func:`check_source_connector`.
 
     Raises:

@@ -60,6 +60,8 @@ class FakeSourceWorker:
         self._lock = threading.Lock()
         self._current: socket.socket | None = None
         self._serving: threading.Thread | None = None
+        self._running = threading.Event()  # cleared while a simulated crash is in progress
+        self._running.set()
         self.acked: dict[int, int] = {}
         self._thread = threading.Thread(target=self._accept, name="fake-source-worker", daemon=True)
         self._thread.start()
@@ -83,17 +85,22 @@ class FakeSourceWorker:
     def crash(self, keep_payloads: int, positions: dict[int, int]) -> None:
         """Play a worker that died and restarted from a checkpoint: drop the connection, forget
         every payload after the first ``keep_payloads``, and resume streams at ``positions``."""
-        self.drop_connection()
-        serving = self._serving
-        if serving is not None:
-            serving.join(5)
-        with self._lock:
-            del self.payloads[keep_payloads:]
-        self._registry.reset(dict(positions))
-        self.acked = dict(positions)
+        self._running.clear()
+        try:
+            self.drop_connection()
+            serving = self._serving
+            if serving is not None:
+                serving.join(5)
+            with self._lock:
+                del self.payloads[keep_payloads:]
+            self._registry.reset(dict(positions))
+            self.acked = dict(positions)
+        finally:
+            self._running.set()
 
     def close(self) -> None:
         self._stop = True
+        self._running.set()
         self.drop_connection()
         self._thread.join(5)
         self._listener.close()
@@ -106,6 +113,7 @@ class FakeSourceWorker:
                 continue
             except OSError:
                 return
+            self._running.wait()  # a connection made during a crash waits for the "restart"
             self._current = conn
             self._serving = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._serving.start()
