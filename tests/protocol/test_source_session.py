@@ -501,3 +501,18 @@ def test_registry_reset_sets_both_points_and_refuses_while_streams_are_held() ->
     assert registry.acquire(9, "owner") == (True, 4)
     with pytest.raises(RuntimeError, match="close the sessions first"):
         registry.reset({})
+
+
+def test_a_checkpoint_from_before_a_streams_first_message_does_not_release_its_end():
+    registry = StreamRegistry()
+    s = session(registry, max_credits=100, acks_after_checkpoint=True)
+    s.receive(hello() + Notify(7, "f", NONE_SEEN).encode())
+    barrier = s.positions()  # {7: NONE_SEEN}: the stream has no message yet
+    for message_id in (10, 20):
+        s.receive(Message(7, message_id, 0, None, b"x").encode())
+        s.processed(7, message_id)
+    s.receive(EosMessage(7).encode())
+    s.checkpoint_committed(barrier)
+    assert s.positions() == {7: 20}  # still held: none of its messages is checkpointed
+    s.checkpoint_committed(s.positions())
+    assert registry.owner(7) is None and registry.resume_point(7) == 20

@@ -176,10 +176,13 @@ class MultiSourceConnector(AtLeastOnceSourceConnector, BaseIter):
             self._end(entry)
 
     def stream_closed(self, stream: Stream) -> None:
-        """The connection was lost: the source waits for its stream to be opened again."""
+        """The connection was lost: the source waits for its stream to be opened again.
+
+        A source whose end was sent but not acknowledged is not finished: the worker may have
+        lost its tail, so once reopened it resumes from the worker's position and ends again.
+        """
         entry = self._entries.get(stream.id)
         if entry is not None and entry.state in (_OPEN, _CLOSING):
-            entry.remove = entry.remove or entry.state == _CLOSING
             entry.state = _JOINING
 
     def stream_acked(self, stream: Stream) -> None:

@@ -355,7 +355,10 @@ class SourceSession:
                 continue
             stream.acked = point_of_ref
             acks.append((stream_id, point_of_ref))
-            if stream.closing and (stream.last_seen is None or point_of_ref >= stream.last_seen):
+            # NONE_SEEN (a checkpoint taken before the stream's first message) covers nothing,
+            # though it is the largest u64.
+            covered = point_of_ref != NONE_SEEN and point_of_ref >= (stream.last_seen or 0)
+            if stream.closing and (stream.last_seen is None or covered):
                 del self._streams[stream_id]
                 self._registry.release(stream_id, self, point_of_ref)
         self._send_ack(tuple(acks))

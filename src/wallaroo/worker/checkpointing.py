@@ -335,7 +335,11 @@ class Checkpointer:
         self._rollbacks += 1
         for sink in self.sinks:
             sink.abort(txns[sink.name])
-        why = f"sinks {', '.join(refused)} voted abort" if refused else "it could not be written"
+        why = (
+            f"sinks {', '.join(refused)} voted abort or could not vote"
+            if refused
+            else "it could not be written"
+        )
         self.log.warning(
             "checkpoint %d aborted (%s); rolling back to checkpoint %d and replaying",
             checkpoint_id,

@@ -161,8 +161,9 @@ class ConnectorSinkOutput(SinkOutput):
         self._update_water()
 
     def _send_control(self, frame: bytes) -> None:
-        if self._transport is not None and frame:
-            self._transport.write(frame)
+        transport = self._transport
+        if transport is not None and frame and not transport.is_closing():
+            transport.write(frame)
 
     # -- connection ---------------------------------------------------------------------------
     def _connected(self) -> None:

@@ -65,11 +65,14 @@ class SinkOutput(asyncio.Protocol):
         self._update_water()
 
     def _send(self, payloads: list[bytes]) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():  # lost: keep it for the reconnection
+            self._pending.extend(payloads)
+            self._pending_bytes += sum(map(len, payloads))
+            return
         data = self._frame(payloads)
         self._written += len(data)
-        if self._transport is None:  # pragma: no cover - callers check readiness first
-            raise ConnectionError(f"sink '{self.name}' is not connected")
-        self._transport.write(data)
+        transport.write(data)
 
     def _frame(self, payloads: list[bytes]) -> bytes:
         return b"".join(payloads)
