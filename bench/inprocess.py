@@ -14,6 +14,7 @@ engine once and nothing else, for profiling::
 
 from __future__ import annotations
 
+import abc
 import argparse
 import gc
 import json
@@ -46,7 +47,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
     return result, wall, cpu, others.share(cpu)
 
 
-class Workload:
+class Workload(abc.ABC):
     """One in-process workload: the engine's run, the baseline, and the checks."""
 
     units = "messages"
@@ -54,19 +55,20 @@ class Workload:
     def __init__(self, size: int) -> None:
         self.size = size
 
+    @abc.abstractmethod
     def prepare(self) -> Callable[[], list[bytes]]:
         """Build a harness (not timed); return the timed call, which returns the outputs."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def baseline(self) -> Any:
-        raise NotImplementedError
+        """The plain-Python baseline's result (timed)."""
 
     def check(self, ours: list[bytes], base: Any) -> None:
         """Raise :class:`CheckError` unless ``ours`` is what ``base`` says it must be."""
         if ours != base:
             raise CheckError(f"{len(ours)} outputs differ from the baseline's {len(base)}")
 
-    def check_alone(self, ours: list[bytes]) -> None:
+    def check_alone(self, ours: list[bytes]) -> None:  # noqa: B027 - optional hook
         """A check that needs no baseline (run once, on the warm-up's outputs)."""
 
 
