@@ -20,8 +20,9 @@ Parameters (prefixed with the connector's name):
     transactional_id    the prefix of the Kafka ``transactional.id``, default
                         ``wallaroo-kafka_sink.<topic>.<connector>``; worker W's is
                         ``<prefix>.W``.
-    crash_point         (tests only) ``after-vote:<n>`` or ``after-commit:<n>``: kill this
-                        process with SIGKILL at that point of its n-th non-empty transaction.
+    crash_point         (tests only) ``before-vote:<n>``, ``after-vote:<n>`` or
+                        ``after-commit:<n>``: kill this process with SIGKILL at that point of
+                        its n-th transaction with output.
 
 It listens for the worker at the address the application gives the connector and decodes each
 output with the application's sink decoder, which returns ``(key, value)`` or ``(key, value,
@@ -49,13 +50,15 @@ PHASE2 commit produces the prepared payloads in one Kafka transaction (producer
 ``transactional.id`` ``<prefix>.W``, idempotent) which also commits the consumer-group offset
 of group ``<prefix>.W`` on partition 0 of the topic to the transaction's end offset in the
 worker's output: a marker that is committed atomically with the records. Then the prepared
-file is deleted. PHASE2 abort deletes it. On every connection of the worker the producer is
-(re)initialised, which fences a predecessor with the same ``transactional.id`` and settles its
-unfinished transaction, and the marker is read: a prepared file the marker has passed was
-already committed (the program died after the Kafka commit) and is deleted; otherwise its
-transaction is reported to the worker, which commits it (it is then produced from the spool in
-a fresh Kafka transaction) or aborts it. The Kafka transaction exists only while PHASE2 runs,
-so nothing the worker rolls back ever reaches Kafka. See docs/connectors/kafka.md.
+file is deleted. PHASE2 abort deletes it. On every connection of the worker the marker is read,
+after initialising the producer if there is none yet (or the last one failed), which fences a
+predecessor with the same ``transactional.id`` and settles its unfinished transaction: a
+prepared file the marker has reached was already committed (the program died after the Kafka
+commit) and is deleted; otherwise its transaction is reported to the worker, which commits it
+(it is then produced from the spool in a fresh Kafka transaction) or aborts it. The Kafka
+transaction exists only while PHASE2 runs, so nothing the worker rolls back ever reaches
+Kafka. The sink decoder runs at PHASE2; a payload it rejects, and a record Kafka refuses for
+good, is logged and dropped (the same way on every retry). See docs/connectors/kafka.md.
 
 Logs go to stderr; the first line names the connector, the worker's address and the brokers.
 SIGINT and SIGTERM stop it cleanly (exit code 0); 1 means a socket or Kafka failure, 2 a usage
@@ -93,7 +96,7 @@ SPOOL_MAGIC = b"WKSPOOL1"  # the first bytes of a spool file
 TRAILER_MAGIC = b"WKTX"  # the last bytes of a prepared spool file
 _FRAME = struct.Struct(">I")
 KAFKA_TIMEOUT = 30.0  # seconds for one Kafka operation of a transaction (init, offsets, commit)
-CRASH_POINTS = ("after-vote", "after-commit")
+CRASH_POINTS = ("before-vote", "after-vote", "after-commit")
 #: Delivery errors that a record will always get: it is dropped so that the rest can commit.
 POISON_ERRORS = frozenset({
     "MSG_SIZE_TOO_LARGE", "INVALID_MSG", "INVALID_MSG_SIZE", "INVALID_RECORD",
@@ -286,7 +289,8 @@ def txn_settings(params: Any, ck: Any) -> TxnSettings | None:
         point, _, count = params.crash_point.partition(":")
         if point not in CRASH_POINTS or not count.isdigit() or int(count) < 1:
             raise ValueError(
-                "crash_point must be after-vote:<n> or after-commit:<n> (n from 1), got "
+                "crash_point must be before-vote:<n>, after-vote:<n> or after-commit:<n> (n "
+                "from 1), got "
                 f"{params.crash_point!r}"
             )
         crash = (point, int(count))
@@ -440,13 +444,29 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         self._voted_here: set[str] = set()  # prepared by this process (not read back)
         self._producer: Any = None
         self._consumer: Any = None
-        self._votes = 0  # commit votes on non-empty transactions (the crash points count them)
+        self._phase1s = 0  # PHASE1s of ranges with output (the crash points count them)
+        self._votes = 0  # commit votes on ranges with output
         self._commits = 0  # non-empty transactions committed to Kafka
         self._die = False
-        self.dropped = 0
+        self.dropped = 0  # records dropped: rejected by the decoder or refused by Kafka
+        self.empty = 0  # empty outputs dropped
 
     # -- the hooks ------------------------------------------------------------------------------
     def recover(self) -> wx.SinkRecovery:
+        """Discard the open spool, read the marker and the prepared spool file, and settle a
+        prepared transaction that already reached Kafka.
+
+        Returns:
+            The marker as the committed offset (None when Kafka has none) and the prepared
+            transaction still to be resolved by the worker, if any (its start is then the
+            committed offset).
+
+        Raises:
+            KafkaException: the brokers did not answer (the producer could not be initialised
+                or the marker read); the worker's connection is closed and it retries.
+            ValueError: the prepared spool file is corrupt (it is never skipped).
+            OSError: a spool file cannot be read or deleted.
+        """
         self._enter()
         self._discard_open()
         self._clients()
@@ -478,7 +498,24 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         return wx.SinkRecovery(committed, prepared)
 
     def append(self, offset: int, payloads: Sequence[bytes]) -> None:
+        """Append output to the open spool file (buffered, not durable); empty outputs are
+        dropped.
+
+        Raises:
+            ValueError: the output does not continue the spool (the connector prevents it).
+            OSError: the spool file cannot be written; the worker sends the output again.
+        """
         self._enter()
+        kept = [payload for payload in payloads if payload]
+        if len(kept) < len(payloads):
+            # An empty output takes no room in the worker's byte offsets, so whether it was
+            # already delivered can never be told: it is dropped (the same way every time).
+            if not self.empty:
+                log.warning("worker '%s': dropping empty outputs (zero bytes)", self.worker)
+            self.empty += len(payloads) - len(kept)
+        if not kept:
+            return
+        payloads = kept
         if self._writer is None:
             self._writer = SpoolWriter(self._open_path, offset)
         elif offset != self._writer.end:
@@ -486,7 +523,19 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         self._writer.write(payloads)
 
     def prepare(self, txn: wx.Transaction, problem: str | None) -> bool:
+        """PHASE1: seal the open spool file as the prepared transaction (fsync, rename, fsync
+        the directory) and vote commit; vote abort on a ``problem`` or a range that does not
+        match the spool. An empty range votes commit with nothing to keep.
+
+        Raises:
+            OSError: the spool cannot be made durable: no vote is sent and the worker's
+                checkpoint aborts.
+        """
         self._enter()
+        if txn.end > txn.start:
+            self._phase1s += 1
+            if self.settings.crash == ("before-vote", self._phase1s):
+                self._crash(f"at PHASE1 {self._phase1s}, before its vote")
         if problem is not None:
             return False
         writer = self._writer
@@ -509,6 +558,15 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         return True
 
     def commit(self, txn: wx.Transaction) -> None:
+        """PHASE2 commit: produce the prepared payloads and the marker in one Kafka
+        transaction, then delete the prepared spool file.
+
+        Raises:
+            KafkaException: the Kafka transaction failed; the spool file is kept and
+                :meth:`recover` (through the marker) settles whether it reached Kafka.
+            ValueError: the spool does not hold ``txn`` (it was lost or replaced).
+            OSError: the spool file cannot be read or deleted.
+        """
         self._enter()
         if txn.start == txn.end:
             return
@@ -533,6 +591,13 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         self._prepared = None
 
     def abort(self, txn: wx.Transaction) -> None:
+        """PHASE2 abort, or output sent again from the committed offset: delete the spool
+        files from ``txn.start`` on (nothing of them reached Kafka).
+
+        Raises:
+            OSError: a spool file cannot be deleted; :meth:`recover` retries on the next
+                connection, and the worker resolves a prepared transaction again.
+        """
         self._enter()
         prepared = self._prepared
         if prepared is not None and txn.start <= prepared.start:
@@ -542,6 +607,8 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         self._discard_open()
 
     def close(self) -> None:
+        """The connector stops: drop the open spool file and the Kafka clients (nothing is
+        pending: every Kafka transaction ends inside :meth:`commit`)."""
         if self._writer is not None:
             self._writer.discard()
             self._writer = None
