@@ -252,8 +252,9 @@ def check_source_connector(
     try:
         _source_steps(run, worker, feed, messages, timeout)
         if worker.min_credits < 0:
-            run.fail("never overspends its credits",
-                     f"it overspent its credits by {-worker.min_credits}")
+            run.fail(
+                "never overspends its credits", f"it overspent its credits by {-worker.min_credits}"
+            )
         run.steps.append("never overspends its credits")
         code = run.terminate(timeout)
         return ConformanceReport(
