@@ -9,7 +9,7 @@ import pytest
 import wallaroo.experimental as wx
 from wallaroo.errors import WallarooParameterError
 from wallaroo.experimental import connector_wire_messages as cwm
-from wallaroo.experimental import connectors
+from wallaroo.experimental import connectors, program
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -116,7 +116,23 @@ def test_the_experimental_facade_exports_the_connector_library():
         "stream_id_for",
         "stream_message_decoder",
         "stream_message_encoder",
+        # the toolkit of connector programs (wallaroo.experimental.program)
+        "LOG_FORMAT",
+        "Backoff",
+        "ProgramRun",
+        "Stop",
+        "UsageError",
+        "as_bytes",
+        "configure_logging",
+        "first_line",
+        "import_client",
+        "port_number",
+        "read_outputs",
+        "read_remaining",
+        "send_forever",
     }
+    for name in program.__all__:  # the toolkit's public names, all re-exported as they are
+        assert getattr(wx, name) is getattr(program, name)
 
 
 def test_the_original_module_paths_are_importable():

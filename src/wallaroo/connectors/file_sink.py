@@ -51,28 +51,18 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
-import wallaroo
 import wallaroo.experimental as wx
+from wallaroo.experimental.program import ProgramRun, configure_logging
 
 log = logging.getLogger("file_sink")
 
 _WORKER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-class Stop(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM (a BaseException, as KeyboardInterrupt)."""
-
-
-def _request_stop(signum: int, _frame: FrameType | None) -> None:
-    raise Stop(signal.Signals(signum).name)
 
 
 # -- abort rules ------------------------------------------------------------------------------
@@ -337,17 +327,11 @@ def _fsync_dir(path: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    configure_logging()
     args = list(sys.argv if argv is None else argv)
     optional = ["txnlog", "abort_rules", "instance"]
-    connector: wx.SinkConnector | None = None
-    try:
+    # A signal raises Stop: exit code 0. An OSError here is the rules file: exit code 2.
+    with ProgramRun(log, errors=(ValueError,), failures=(wx.ConnectorError,)) as run:
         params = wx.parse_connector_args(args, ["path"], optional)
         rules = load_abort_rules(params.abort_rules) if params.abort_rules else []
         for prefix in (params.path, params.txnlog or params.path):
@@ -359,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return FileSink(worker, output, txnlog, rules)
 
         connector = wx.SinkConnector(args, ["path"], optional, sink_factory=make_sink)
+        run.callback(connector.close)
         connector.listen()
         host, port = connector.address
         log.info(
@@ -371,17 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = connector.join()
         log.error("the connector stopped: %s", error)
         return 1
-    except (Stop, KeyboardInterrupt) as stop:
-        log.info("stopping (%s)", stop or "SIGINT")
-        return 0
-    except (wallaroo.WallarooError, OSError, ValueError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, wx.ConnectorError) else 2  # OSError: the rules file
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if connector is not None:
-            connector.close()
+    return run.exit_code
 
 
 if __name__ == "__main__":

@@ -55,17 +55,15 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import struct
 import sys
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import IO, Any, Final
 
-import wallaroo
 import wallaroo.experimental as wx
 from wallaroo.experimental.connector_wire_messages import Message
+from wallaroo.experimental.program import ProgramRun, configure_logging
 
 log = logging.getLogger("file_source")
 
@@ -81,14 +79,6 @@ JOINING: Final = "joining"  # NOTIFY sent (or due once connected), waiting for N
 OPEN: Final = "open"  # sending records
 ENDING: Final = "ending"  # EOS sent, waiting for the worker to acknowledge the end
 DONE: Final = "done"  # the end is acknowledged; the stream is forgotten
-
-
-class Stop(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM (a BaseException, as KeyboardInterrupt)."""
-
-
-def _request_stop(signum: int, _frame: FrameType | None) -> None:
-    raise Stop(signal.Signals(signum).name)
 
 
 class RecordFile:
@@ -403,25 +393,20 @@ def open_files(files: str, framing: str, follow: bool) -> list[RecordFile]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until every file is done, or SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    configure_logging()
     args = list(sys.argv if argv is None else argv)
-    source: FileSource | None = None
-    files: list[RecordFile] = []
-    try:
+    with ProgramRun(log, errors=(ValueError,)) as run:  # a signal raises Stop: exit code 0
         params = wx.parse_connector_args(args, ["files"], ["framing", "rate", "follow", "instance"])
         config = wx.find_source_connector(params.application, params.connector_name, args)
         framing, rate, follow = parse_options(
             config.name, params.framing, params.rate, params.follow
         )
         files = open_files(params.files, framing, follow)
+        for record_file in files:
+            run.callback(record_file.close)
         instance = params.instance or "file_source"
         source = FileSource(config, files, Throttle(rate), instance)
+        run.callback(source.shutdown)  # the last registered is closed first
         log.info(
             "file_source%s for connector '%s': sending %d files (%s, %s%s%s) to the worker "
             "at %s:%d",
@@ -437,19 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         log.info("every file is sent and acknowledged (%d files)", source.done())
         return 0
-    except (Stop, KeyboardInterrupt) as stop:
-        log.info("stopping (%s)", stop or "SIGINT")
-        return 0
-    except (wallaroo.WallarooError, OSError, ValueError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wx.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if source is not None:
-            source.shutdown()
-        for record_file in files:
-            record_file.close()
+    return run.exit_code
 
 
 if __name__ == "__main__":

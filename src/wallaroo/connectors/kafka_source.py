@@ -33,36 +33,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any, NoReturn
 
 import wallaroo
 import wallaroo.experimental
 from wallaroo.experimental import AtLeastOnceSourceConnector, Stream, stream_id_for
 from wallaroo.experimental.connector_wire_messages import NONE_SEEN, Message
+from wallaroo.experimental.program import ProgramRun, UsageError, configure_logging, import_client
 
 log = logging.getLogger("kafka_source")
 
-EXTRA = "pip install 'wallaroo-py[kafka]'"
 MAX_QUEUED = 10_000  # records read from Kafka and waiting for the worker's credits
 COMMIT_EVERY = 1.0  # seconds
 MAX_KEY = 65535  # the protocol's limit on a message key
-
-
-class Stop(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM (a BaseException, so that code catching
-    ``Exception`` does not swallow it)."""
-
-
-def _request_stop(signum: int, _frame: FrameType | None) -> None:
-    raise Stop(signal.Signals(signum).name)
 
 
 @dataclass(eq=False)
@@ -368,19 +357,20 @@ def connect(feed: KafkaFeed) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    configure_logging()
     try:
-        import confluent_kafka as ck
-    except ImportError:
-        log.error("kafka_source needs confluent-kafka, which is not installed: %s", EXTRA)
+        ck = import_client(
+            "confluent_kafka",
+            "kafka",
+            "kafka_source needs confluent-kafka, which is not installed: {install}",
+        )
+    except UsageError as exc:
+        log.error("%s", exc)
         return 2
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
     args = list(sys.argv if argv is None else argv)
-    feed: KafkaFeed | None = None
-    source: KafkaSource | None = None
-    try:
+    failures = (OSError, ck.KafkaException, wallaroo.experimental.ConnectorError)
+    # A signal raises Stop: the streams end, what the worker has is committed, exit code 0.
+    with ProgramRun(log, errors=(ck.KafkaException, ValueError), failures=failures) as run:
         found = wallaroo.experimental.SourceConnector(  # finds the connector; never connected
             args, required_params=["topics"],
             optional_params=["bootstrap_brokers", "consumer_group", "session_timeout_ms",
@@ -391,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not topics:
             raise ValueError(f"--{config.name}-topics names no topic")
         feed = KafkaFeed(config, params.instance or config.name, config.encoder)
+        run.callback(feed.shutdown)
         source = KafkaSource(ck, params, feed, topics)
+        run.callback(source.close, timeout=2.0)  # the last registered is closed first
         log.info("kafka_source for connector '%s': reading %s from Kafka at %s (consumer group "
                  "'%s'), sending to the worker at %s:%d", config.name, ",".join(topics),
                  params.bootstrap_brokers or "127.0.0.1:9092", params.consumer_group or "wallaroo",
@@ -399,20 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         connect(feed)
         log.info("connected to the worker at %s:%d", feed.host, feed.port)
         source.run()
-    except (Stop, KeyboardInterrupt) as stop:
-        log.info("stopping (%s)", stop or "SIGINT")
-        return 0
-    except (wallaroo.WallarooError, ck.KafkaException, OSError, ValueError) as exc:
-        log.error("%s", exc)
-        failure = (OSError, ck.KafkaException, wallaroo.experimental.ConnectorError)
-        return 1 if isinstance(exc, failure) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if source is not None:
-            source.close(timeout=2.0)
-        if feed is not None:
-            feed.shutdown()
+    return run.exit_code
 
 
 if __name__ == "__main__":

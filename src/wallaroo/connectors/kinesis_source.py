@@ -40,7 +40,6 @@ import importlib
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -49,51 +48,18 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import wallaroo
 import wallaroo.experimental
 import wallaroo.experimental.connector_wire_messages as cwm
+from wallaroo.experimental.program import Backoff, ProgramRun, configure_logging, import_client
 
 log = logging.getLogger("kinesis_source")
 
 HISTORY = 64  # acknowledged positions kept per shard
 READ_LIMIT = 1000  # records per GetRecords call
 READ_AHEAD = 5000  # records queued per shard before reading pauses
-MAX_BACKOFF = 5.0
 Position = tuple[int, str]  # (message id, sequence number)
-
-
-class Stop(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM (a BaseException, as KeyboardInterrupt)."""
-
-
-def _request_stop(signum: int, _frame: FrameType | None) -> None:
-    raise Stop(signal.Signals(signum).name)
-
-
-class Backoff:
-    """Retry delays of one kind of request (0.1 s doubling to 5 s). Logs the first failure of
-    a run of failures and the recovery, not every retry."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.delay = 0.1
-        self.since: float | None = None
-
-    def failed(self, exc: Exception) -> float:
-        """Record a failure; return how long to wait before retrying."""
-        if self.since is None:
-            self.since = time.monotonic()
-            log.warning("%s failed (%s); retrying with back-off", self.what, exc)
-        delay, self.delay = self.delay, min(self.delay * 2, MAX_BACKOFF)
-        return delay
-
-    def succeeded(self) -> None:
-        if self.since is not None:
-            log.info("%s works again after %.1f s", self.what, time.monotonic() - self.since)
-        self.since, self.delay = None, 0.1
 
 
 class PositionFile:
@@ -213,7 +179,7 @@ class ShardReader(threading.Thread):
         super().__init__(name=f"kinesis-{shard.id}", daemon=True)
         self.client, self.stream, self.shard = client, stream, shard
         self.encoder, self.poll = encoder, poll
-        self.backoff = Backoff(f"reading shard {shard.id} of Kinesis stream '{stream}'")
+        self.backoff = Backoff(log, f"reading shard {shard.id} of Kinesis stream '{stream}'")
         self.stopping = threading.Event()
         self.error: Exception | None = None
 
@@ -376,16 +342,6 @@ class KinesisSource(wallaroo.experimental.AtLeastOnceSourceConnector):
         return sum(len(shard.sent) for shard in self.order if shard.open)
 
 
-def import_boto3() -> Any:
-    """boto3, imported only when the program runs (an optional extra of wallaroo-py)."""
-    try:
-        return importlib.import_module("boto3")
-    except ImportError:
-        raise ImportError(
-            "kinesis_source needs boto3, which is not installed: pip install 'wallaroo-py[kinesis]'"
-        ) from None
-
-
 def kinesis_client(boto3: Any, region: str | None, endpoint_url: str | None) -> Any:
     """A Kinesis client with short timeouts: outages are retried here, with a log line.
 
@@ -407,7 +363,7 @@ def kinesis_client(boto3: Any, region: str | None, endpoint_url: str | None) -> 
 
 def list_shards(client: Any, stream: str) -> list[str]:
     """The ids of the stream's shards, retried with back-off while Kinesis fails."""
-    backoff = Backoff(f"listing the shards of Kinesis stream '{stream}'")
+    backoff = Backoff(log, f"listing the shards of Kinesis stream '{stream}'")
     while True:
         try:
             shards: list[str] = []
@@ -563,32 +519,17 @@ class Program:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     logging.getLogger("botocore").setLevel(logging.WARNING)  # its INFO lines are noise here
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
-    program: Program | None = None
-    try:
-        boto3 = import_boto3()
+    with ProgramRun(log, errors=(ValueError, ImportError)) as run:  # a signal raises Stop
+        boto3 = import_client(
+            "boto3", "kinesis", "kinesis_source needs boto3, which is not installed: {install}"
+        )
         program = Program(list(sys.argv if argv is None else argv), boto3)
+        run.callback(program.stop)
         log.info("%s", program.describe())
         program.run()
-    except (Stop, KeyboardInterrupt) as stop:
-        log.info("stopping (%s)", stop or "SIGINT")
-        return 0
-    except (wallaroo.WallarooError, OSError, ValueError, ImportError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if program is not None:
-            program.stop()
-    return 0
+    return run.exit_code
 
 
 if __name__ == "__main__":

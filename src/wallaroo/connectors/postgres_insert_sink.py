@@ -40,16 +40,23 @@ This file is self-contained and uses only the public API: copy it into your tree
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import wallaroo
 import wallaroo.experimental
+from wallaroo.experimental.program import (
+    ProgramRun,
+    UsageError,
+    configure_logging,
+    first_line,
+    import_client,
+    read_outputs,
+    read_remaining,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -62,27 +69,6 @@ READ_BATCH = 1024
 FIRST_DELAY = 0.2
 MAX_DELAY = 5.0
 STOP_GRACE = 2.0
-
-
-class UsageError(Exception):
-    """A parameter is wrong, or the table does not fit it (exit code 2)."""
-
-
-def import_psycopg() -> ModuleType:
-    """Import psycopg 3.
-
-    Raises:
-        UsageError: it is not installed (one line naming the extra to install).
-    """
-    try:
-        import psycopg
-    except ImportError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(
-            f"the PostgreSQL client library psycopg is missing ({first}); "
-            "install it with: pip install 'wallaroo-py[postgres]'"
-        ) from exc
-    return psycopg
 
 
 def describe(psycopg_module: ModuleType, dsn: str) -> str:
@@ -161,15 +147,16 @@ class TableWriter:
             try:
                 conn = self.pg.connect(self.dsn, autocommit=True, connect_timeout=5, **self.naming)
             except self.pg.OperationalError as exc:
-                if not self._retry(f"cannot reach PostgreSQL ({_line(exc)})", holding=holding):
+                if not self._retry(f"cannot reach PostgreSQL ({first_line(exc)})", holding=holding):
                     return False
                 continue
             try:
                 conn.execute(self.probe)
             except self.pg.ProgrammingError as exc:
                 conn.close()
+                columns = ", ".join(self.columns)
                 raise UsageError(
-                    f"cannot insert into {self.table} ({', '.join(self.columns)}): {_line(exc)}"
+                    f"cannot insert into {self.table} ({columns}): {first_line(exc)}"
                 ) from exc
             self._conn, info = conn, conn.info
             log.info(
@@ -201,12 +188,14 @@ class TableWriter:
             except self.pg.OperationalError as exc:
                 if conn.closed or conn.broken:
                     self._drop()
-                if not self._retry(f"lost PostgreSQL ({_line(exc)}); holding {len(rows)} rows"):
+                if not self._retry(
+                    f"lost PostgreSQL ({first_line(exc)}); holding {len(rows)} rows"
+                ):
                     return False
                 continue
             except (self.pg.DataError, self.pg.IntegrityError, self.pg.ProgrammingError) as exc:
                 if isinstance(exc, self.pg.errors.UndefinedTable | self.pg.errors.UndefinedColumn):
-                    raise UsageError(f"cannot insert into {self.table}: {_line(exc)}") from exc
+                    raise UsageError(f"cannot insert into {self.table}: {first_line(exc)}") from exc
                 rows = self._one_by_one(conn, rows)
                 if not rows:
                     return True
@@ -249,7 +238,7 @@ class TableWriter:
                 return rows[index:]
             except (self.pg.DataError, self.pg.IntegrityError, self.pg.ProgrammingError) as exc:
                 self.rejected += 1
-                log.warning("PostgreSQL rejected the row %.200r: %s; dropped", row, _line(exc))
+                log.warning("PostgreSQL rejected the row %.200r: %s; dropped", row, first_line(exc))
                 continue
             self.inserted += 1
         return []
@@ -262,11 +251,6 @@ class TableWriter:
     def close(self) -> None:
         """Close the connection. Idempotent."""
         self._drop()
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Rows:
@@ -294,23 +278,6 @@ class Rows:
         return rows
 
 
-def read_batch(connector: wallaroo.experimental.SinkConnector, timeout: float) -> list[Any]:
-    """Up to ``READ_BATCH`` decoded values (empty after ``timeout`` seconds without any).
-
-    Raises:
-        ConnectorError: the connector is closed and every value was read.
-    """
-    try:
-        return connector.read_many(READ_BATCH, timeout=timeout)
-    except TimeoutError:
-        return []
-    except wallaroo.experimental.ConnectorError:
-        raise
-    except wallaroo.WallarooError as exc:  # the decoder rejected one output
-        log.warning("%s; dropped", exc)
-        return []
-
-
 def serve(
     connector: wallaroo.experimental.SinkConnector, writer: TableWriter, stop: threading.Event
 ) -> None:
@@ -318,16 +285,11 @@ def serve(
     already received (retrying for at most ``STOP_GRACE`` seconds) and return."""
     rows = Rows(len(writer.columns))
     while not stop.is_set():
-        values = read_batch(connector, 0.2)
+        values = read_outputs(connector, log, READ_BATCH, timeout=0.2)
         if values:
             writer.write(rows.collect(values))
-    connector.close()
     left = 0
-    while True:
-        try:
-            values = read_batch(connector, 0.0)
-        except wallaroo.experimental.ConnectorError:
-            break  # closed, and everything received was read
+    for values in read_remaining(connector, log, READ_BATCH):
         batch = rows.collect(values)
         if batch and (left or not writer.write(batch)):
             left += len(batch)
@@ -349,25 +311,14 @@ def column_list(flag: str, value: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        if not stop.is_set():
-            log.info("stopping (%s)", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     args = list(sys.argv if argv is None else argv)
-    connector: wallaroo.experimental.SinkConnector | None = None
-    writer: TableWriter | None = None
-    try:
-        psycopg_module = import_psycopg()
+    with ProgramRun(log, stop=stop) as run:  # a signal sets ``stop``: serve() finishes
+        psycopg_module = import_client(
+            "psycopg", "postgres", "the PostgreSQL client library psycopg is missing ({error}); "
+            "install it with: {install}",
+        )  # fmt: skip
         connector = wallaroo.experimental.SinkConnector(
             args, required_params=["connection", "table", "columns"]
         )
@@ -376,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         database = describe(psycopg_module, params.connection)
         naming = session_name(psycopg_module, params.connection, name)
         writer = TableWriter(psycopg_module, params.connection, params.table, columns, stop, naming)
+        run.callback(writer.close)
+        run.callback(connector.close)  # the last registered is closed first
         connector.listen()
         log.info(
             "postgres_insert_sink for connector '%s': listening for the worker on %s:%d, "
@@ -384,17 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         if writer.connect():
             serve(connector, writer, stop)
-        return 0
-    except (wallaroo.WallarooError, OSError, UsageError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if connector is not None:
-            connector.close()
-        if writer is not None:
-            writer.close()
+    return run.exit_code
 
 
 if __name__ == "__main__":

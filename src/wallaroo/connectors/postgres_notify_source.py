@@ -44,15 +44,21 @@ This file is self-contained and uses only the public API: copy it into your tree
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any, NoReturn
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import wallaroo
 import wallaroo.experimental
+from wallaroo.experimental.program import (
+    ProgramRun,
+    UsageError,
+    configure_logging,
+    first_line,
+    import_client,
+    send_forever,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -77,37 +83,6 @@ $$
 """
 
 
-class Stop(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM. A BaseException, as KeyboardInterrupt
-    is: a signal that lands inside code catching ``Exception`` (logging does) must not be
-    swallowed."""
-
-
-class UsageError(Exception):
-    """A parameter is wrong, or the table does not fit it (exit code 2)."""
-
-
-def _request_stop(signum: int, _frame: FrameType | None) -> None:
-    raise Stop(signal.Signals(signum).name)
-
-
-def import_psycopg() -> ModuleType:
-    """Import psycopg 3.
-
-    Raises:
-        UsageError: it is not installed (one line naming the extra to install).
-    """
-    try:
-        import psycopg
-    except ImportError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(
-            f"the PostgreSQL client library psycopg is missing ({first}); "
-            "install it with: pip install 'wallaroo-py[postgres]'"
-        ) from exc
-    return psycopg
-
-
 def describe(psycopg_module: ModuleType, dsn: str) -> str:
     """``host:port/dbname`` of a connection string, for the log (never the password).
 
@@ -128,11 +103,6 @@ def session_name(psycopg_module: ModuleType, dsn: str, connector: str) -> dict[s
     if "application_name" in psycopg_module.conninfo.conninfo_to_dict(dsn):
         return {}
     return {"application_name": f"wallaroo {PROGRAM} {connector}"[:63]}
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Listener:
@@ -174,7 +144,7 @@ class Listener:
                 conn = self.pg.connect(self.dsn, autocommit=True, connect_timeout=5, **self.naming)
             except self.pg.OperationalError as exc:
                 if not logged:
-                    log.info("waiting for PostgreSQL (%s); retrying", _line(exc))
+                    log.info("waiting for PostgreSQL (%s); retrying", first_line(exc))
                     logged = True
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY)
@@ -183,10 +153,10 @@ class Listener:
                 self._install(conn)
             except self.pg.ProgrammingError as exc:
                 conn.close()
-                raise UsageError(f"cannot stream table {self.table}: {_line(exc)}") from exc
+                raise UsageError(f"cannot stream table {self.table}: {first_line(exc)}") from exc
             except self.pg.Error as exc:  # lost again, or a concurrent installation
                 conn.close()
-                log.info("setting up the trigger failed (%s); retrying", _line(exc))
+                log.info("setting up the trigger failed (%s); retrying", first_line(exc))
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_DELAY)
                 continue
@@ -231,7 +201,7 @@ class Listener:
         try:
             return [n.payload for n in conn.notifies(timeout=timeout, stop_after=1)]
         except self.pg.OperationalError as exc:
-            log.warning("lost PostgreSQL (%s); reconnecting", _line(exc))
+            log.warning("lost PostgreSQL (%s); reconnecting", first_line(exc))
             self.close()
             self.open(again=True)
             return []
@@ -243,35 +213,19 @@ class Listener:
             conn.close()
 
 
-def serve(connector: wallaroo.experimental.SourceConnector, listener: Listener) -> NoReturn:
-    """Write every notification's payload to the worker, until interrupted."""
-    while True:
-        batch = listener.receive()
-        if len(batch) == 1:
-            connector.write(batch[0])
-        elif batch:
-            connector.write_many(batch)
-        else:  # idle: notice a worker that went away, resend what it had not acknowledged
-            connector.poll()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    configure_logging()
     args = list(sys.argv if argv is None else argv)
-    connector: wallaroo.experimental.SourceConnector | None = None
-    listener: Listener | None = None
-    try:
-        psycopg_module = import_psycopg()
+    with ProgramRun(log) as run:  # a signal raises Stop: exit code 0
+        psycopg_module = import_client(
+            "psycopg", "postgres", "the PostgreSQL client library psycopg is missing ({error}); "
+            "install it with: {install}",
+        )  # fmt: skip
         connector = wallaroo.experimental.SourceConnector(
             args, required_params=["connection", "table"], optional_params=["channel", "column"]
         )
+        run.callback(connector.close, timeout=2.0)
         params, name = connector.params, connector.config.name
         channel = params.channel or f"wallaroo_{params.table.replace('.', '_')}"
         database = describe(psycopg_module, params.connection)
@@ -279,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         listener = Listener(
             psycopg_module, params.connection, params.table, channel, params.column, naming
         )
+        run.callback(listener.close)  # the last registered is closed first
         log.info(
             "postgres_notify_source for connector '%s': streaming inserts into %s (channel "
             "'%s') at PostgreSQL %s, sending to the worker at %s:%d", name, params.table,
@@ -286,20 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         connector.connect()
         listener.open()
-        serve(connector, listener)
-    except (Stop, KeyboardInterrupt) as stop:
-        log.info("stopping (%s)", stop or "SIGINT")
-        return 0
-    except (wallaroo.WallarooError, OSError, UsageError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if listener is not None:
-            listener.close()
-        if connector is not None:
-            connector.close(timeout=2.0)
+        send_forever(connector, listener.receive)
+    return run.exit_code
 
 
 if __name__ == "__main__":

@@ -44,17 +44,17 @@ import collections
 import contextlib
 import logging
 import queue
-import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import wallaroo
 import wallaroo.experimental
 import wallaroo.experimental.connector_wire_messages as cwm
+from wallaroo.experimental.program import ProgramRun, UsageError, configure_logging, import_client
 
 log = logging.getLogger("rabbitmq_source")
 
@@ -66,34 +66,12 @@ STOP_GRACE = 2.0
 PREFETCH = 10_000
 
 
-class UsageError(Exception):
-    """A parameter is wrong (exit code 2)."""
-
-
 class Delivery(NamedTuple):
     """One message from the broker: the channel it came on (a counter) and its tag there."""
 
     channel: int
     tag: int
     body: bytes
-
-
-def import_pika() -> ModuleType:
-    """Import pika.
-
-    Raises:
-        UsageError: it is not installed (one line naming the extra to install).
-    """
-    try:
-        import pika  # type: ignore[import-untyped]
-    except ImportError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(
-            f"the RabbitMQ client library pika is missing ({first}); "
-            "install it with: pip install 'wallaroo-py[rabbitmq]'"
-        ) from exc
-    module: ModuleType = pika
-    return module
 
 
 class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
@@ -366,26 +344,15 @@ class Broker:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     logging.getLogger("pika").setLevel(logging.CRITICAL)  # its failures are reported below
     stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        if not stop.is_set():
-            log.info("stopping (%s)", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     args = list(sys.argv if argv is None else argv)
-    feed: WorkerFeed | None = None
-    broker: Broker | None = None
-    try:
-        pika_module = import_pika()
+    with ProgramRun(log, stop=stop) as run:  # a signal sets ``stop``: the broker loop returns
+        pika_module = import_client(
+            "pika", "rabbitmq", "the RabbitMQ client library pika is missing ({error}); "
+            "install it with: {install}",
+        )  # fmt: skip
         # Used only to read the command line and the application's settings: this program
         # needs the acknowledgements as they come, which AtLeastOnceSourceConnector gives.
         source = wallaroo.experimental.SourceConnector(args, required_params=["amqpurl", "queue"])
@@ -397,34 +364,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parameters.connection_attempts, parameters.socket_timeout = 1, 5
         inbox: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
         prefetch = min(max(config.max_credits, PREFETCH), 65535)  # AMQP's limit
-        broker = consumer = Broker(pika_module, parameters, params.queue, prefetch, inbox, stop)
+        broker = Broker(pika_module, parameters, params.queue, prefetch, inbox, stop)
         feed = WorkerFeed(config, (source.stream_name, source.stream_id), inbox, broker.settle,
-                          lambda: consumer.channel_number)  # fmt: skip
+                          lambda: broker.channel_number)  # fmt: skip
+        # On exit, the last registered first: end the stream and wait for the worker's last
+        # acknowledgements, pass them on to the broker and close it, close the worker's side.
+        run.callback(feed.shutdown)
+        run.callback(broker.close)
+        run.callback(feed.finish, STOP_GRACE)
         log.info(
             "rabbitmq_source for connector '%s': consuming queue '%s' at RabbitMQ %s (vhost "
             "'%s'), sending to the worker at %s:%d", config.name, params.queue, broker.address,
             parameters.virtual_host, config.host, config.port,
         )  # fmt: skip
         if feed.start(stop):
-            running = feed
-            broker.run(alive=lambda: running.join(0) is None)
+            broker.run(alive=lambda: feed.join(0) is None)
         error = feed.join(0)
         if error is not None:
             log.error("the connection to the worker failed: %s", error)
             return 1
         return 0
-    except (wallaroo.WallarooError, OSError, UsageError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if feed is not None:
-            feed.finish(STOP_GRACE)
-        if broker is not None:
-            broker.close()
-        if feed is not None:
-            feed.shutdown()
+    return run.exit_code
 
 
 if __name__ == "__main__":

@@ -37,16 +37,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import wallaroo
 import wallaroo.experimental
+from wallaroo.experimental.program import (
+    ProgramRun,
+    UsageError,
+    configure_logging,
+    import_client,
+    port_number,
+    read_outputs,
+    read_remaining,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -60,27 +67,6 @@ MAX_DELAY = 5.0
 STOP_GRACE = 2.0
 
 Scalar = bytes | str | int | float
-
-
-class UsageError(Exception):
-    """A parameter is wrong, or Redis refuses what this program does (exit code 2)."""
-
-
-def import_redis() -> ModuleType:
-    """Import redis-py.
-
-    Raises:
-        UsageError: it is not installed (one line naming the extra to install).
-    """
-    try:
-        import redis
-    except ImportError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(
-            f"the Redis client library is missing ({first}); "
-            "install it with: pip install 'wallaroo-py[redis]'"
-        ) from exc
-    return redis
 
 
 def scalar(value: Any) -> Scalar:
@@ -212,23 +198,6 @@ class Fields:
         return fields
 
 
-def read_batch(connector: wallaroo.experimental.SinkConnector, timeout: float) -> list[Any]:
-    """Up to ``READ_BATCH`` decoded values (empty after ``timeout`` seconds without any).
-
-    Raises:
-        ConnectorError: the connector is closed and every value was read.
-    """
-    try:
-        return connector.read_many(READ_BATCH, timeout=timeout)
-    except TimeoutError:
-        return []
-    except wallaroo.experimental.ConnectorError:
-        raise
-    except wallaroo.WallarooError as exc:  # the decoder rejected one output
-        log.warning("%s; dropped", exc)
-        return []
-
-
 def serve(
     connector: wallaroo.experimental.SinkConnector,
     writer: HashWriter,
@@ -238,16 +207,11 @@ def serve(
     already received (retrying for at most ``STOP_GRACE`` seconds) and return."""
     fields = Fields()
     while not stop.is_set():
-        values = read_batch(connector, 0.2)
+        values = read_outputs(connector, log, READ_BATCH, timeout=0.2)
         if values:
             writer.write(fields.collect(values))
-    connector.close()
     left = 0
-    while True:
-        try:
-            values = read_batch(connector, 0.0)
-        except wallaroo.experimental.ConnectorError:
-            break  # closed, and everything received was read
+    for values in read_remaining(connector, log, READ_BATCH):
         batch = fields.collect(values)
         if batch and (left or not writer.write(batch)):
             left += len(batch)
@@ -255,42 +219,16 @@ def serve(
         log.warning("stopped with %d received values not written to Redis", left)
 
 
-def port_number(flag: str, value: str) -> int:
-    """``value`` as a port number.
-
-    Raises:
-        UsageError: not a number from 1 to 65535 (the message names ``flag``).
-    """
-    try:
-        port = int(value)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise UsageError(f"{flag} must be a number from 1 to 65535, got {value!r}")
-    return port
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        if not stop.is_set():
-            log.info("stopping (%s)", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     args = list(sys.argv if argv is None else argv)
-    connector: wallaroo.experimental.SinkConnector | None = None
-    writer: HashWriter | None = None
-    try:
-        redis_module = import_redis()
+    with ProgramRun(log, stop=stop) as run:  # a signal sets ``stop``: serve() finishes
+        redis_module = import_client(
+            "redis", "redis", "the Redis client library is missing ({error}); "
+            "install it with: {install}",
+        )  # fmt: skip
         connector = wallaroo.experimental.SinkConnector(
             args, required_params=["key"], optional_params=["host", "port", "password"]
         )
@@ -298,23 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = params.host or "127.0.0.1"
         port = port_number(f"--{name}-port", params.port or "6379")
         writer = HashWriter(redis_module, host, port, params.password, params.key, stop)
+        run.callback(writer.close)
+        run.callback(connector.close)  # the last registered is closed first
         connector.listen()
         log.info(
             "redis_hash_sink for connector '%s': listening for the worker on %s:%d, writing "
             "hash '%s' at Redis %s:%d", name, *connector.address, params.key, host, port,
         )  # fmt: skip
         serve(connector, writer, stop)
-        return 0
-    except (wallaroo.WallarooError, OSError, UsageError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if connector is not None:
-            connector.close()
-        if writer is not None:
-            writer.close()
+    return run.exit_code
 
 
 if __name__ == "__main__":

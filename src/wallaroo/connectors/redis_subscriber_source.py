@@ -37,15 +37,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import sys
 import time
 from collections.abc import Sequence
-from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any, NoReturn
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import wallaroo
 import wallaroo.experimental
+from wallaroo.experimental.program import (
+    ProgramRun,
+    UsageError,
+    configure_logging,
+    import_client,
+    port_number,
+    send_forever,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -55,37 +61,6 @@ log = logging.getLogger("redis_subscriber_source")
 BATCH = 1024
 FIRST_DELAY = 0.2
 MAX_DELAY = 5.0
-
-
-class Stop(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM. A BaseException, as KeyboardInterrupt
-    is: a signal that lands inside code catching ``Exception`` (logging does) must not be
-    swallowed."""
-
-
-class UsageError(Exception):
-    """A parameter is wrong (exit code 2)."""
-
-
-def _request_stop(signum: int, _frame: FrameType | None) -> None:
-    raise Stop(signal.Signals(signum).name)
-
-
-def import_redis() -> ModuleType:
-    """Import redis-py.
-
-    Raises:
-        UsageError: it is not installed (one line naming the extra to install).
-    """
-    try:
-        import redis
-    except ImportError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(
-            f"the Redis client library is missing ({first}); "
-            "install it with: pip install 'wallaroo-py[redis]'"
-        ) from exc
-    return redis
 
 
 class Subscriber:
@@ -204,50 +179,19 @@ class Subscriber:
                     closeable.close()
 
 
-def serve(connector: wallaroo.experimental.SourceConnector, subscriber: Subscriber) -> NoReturn:
-    """Write every message to the worker, until interrupted."""
-    while True:
-        batch = subscriber.receive()
-        if len(batch) == 1:
-            connector.write(batch[0])
-        elif batch:
-            connector.write_many(batch)
-        else:  # idle: notice a worker that went away, resend what it had not acknowledged
-            connector.poll()
-
-
-def port_number(flag: str, value: str) -> int:
-    """``value`` as a port number.
-
-    Raises:
-        UsageError: not a number from 1 to 65535 (the message names ``flag``).
-    """
-    try:
-        port = int(value)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise UsageError(f"{flag} must be a number from 1 to 65535, got {value!r}")
-    return port
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    configure_logging()
     args = list(sys.argv if argv is None else argv)
-    connector: wallaroo.experimental.SourceConnector | None = None
-    subscriber: Subscriber | None = None
-    try:
-        redis_module = import_redis()
+    with ProgramRun(log) as run:  # a signal raises Stop: exit code 0
+        redis_module = import_client(
+            "redis", "redis", "the Redis client library is missing ({error}); "
+            "install it with: {install}",
+        )  # fmt: skip
         connector = wallaroo.experimental.SourceConnector(
             args, optional_params=["topic", "pattern", "host", "port", "password"]
         )
+        run.callback(connector.close, timeout=2.0)
         params, name = connector.params, connector.config.name
         if (params.topic is None) == (params.pattern is None):
             raise UsageError(f"give exactly one of --{name}-topic and --{name}-pattern")
@@ -256,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         subscriber = Subscriber(
             redis_module, host, port, params.password, params.topic, params.pattern
         )
+        run.callback(subscriber.close)  # the last registered is closed first
         log.info(
             "redis_subscriber_source for connector '%s': subscribing to %s at Redis %s:%d, "
             "sending to the worker at %s:%d", name, subscriber.what, host, port,
@@ -263,20 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         connector.connect()
         subscriber.open()
-        serve(connector, subscriber)
-    except (Stop, KeyboardInterrupt) as stop:
-        log.info("stopping (%s)", stop or "SIGINT")
-        return 0
-    except (wallaroo.WallarooError, OSError, UsageError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if subscriber is not None:
-            subscriber.close()
-        if connector is not None:
-            connector.close(timeout=2.0)
+        send_forever(connector, subscriber.receive)
+    return run.exit_code
 
 
 if __name__ == "__main__":

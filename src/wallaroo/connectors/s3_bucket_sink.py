@@ -37,59 +37,28 @@ from __future__ import annotations
 
 import importlib
 import logging
-import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from types import FrameType
 from typing import Any
 
-import wallaroo
 import wallaroo.experimental
+from wallaroo.experimental.program import (
+    Backoff,
+    ProgramRun,
+    as_bytes,
+    configure_logging,
+    import_client,
+    read_outputs,
+)
 
 log = logging.getLogger("s3_bucket_sink")
 
 MAX_BATCH = 256
 THREADS = 8
-MAX_BACKOFF = 5.0
 
 stopping = threading.Event()
-
-
-def _request_stop(signum: int, _frame: FrameType | None) -> None:
-    stopping.set()
-    log.info("stopping (%s)", signal.Signals(signum).name)
-
-
-class Backoff:
-    """Retry delays (0.1 s doubling to 5 s). Logs the first failure of a run of failures and
-    the recovery, not every retry."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.delay = 0.1
-        self.since: float | None = None
-
-    def failed(self, exc: object) -> float:
-        """Record a failure; return how long to wait before retrying."""
-        if self.since is None:
-            self.since = time.monotonic()
-            log.warning("%s failed (%s); retrying with back-off", self.what, exc)
-        delay, self.delay = self.delay, min(self.delay * 2, MAX_BACKOFF)
-        return delay
-
-    def succeeded(self) -> None:
-        if self.since is not None:
-            log.info("%s works again after %.1f s", self.what, time.monotonic() - self.since)
-        self.since, self.delay = None, 0.1
-
-
-def as_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return (value if isinstance(value, str) else str(value)).encode("utf-8")
 
 
 def error_code(exc: BaseException) -> str:
@@ -104,7 +73,7 @@ class Bucket:
     def __init__(self, client: Any, name: str) -> None:
         self.client = client
         self.name = name
-        self.backoff = Backoff(f"writing to S3 bucket '{name}'")
+        self.backoff = Backoff(log, f"writing to S3 bucket '{name}'")
         self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="s3-put")
 
     def ensure(self) -> None:
@@ -114,7 +83,7 @@ class Bucket:
             ConnectorError: the bucket exists but is not ours to write, or S3 refuses to
                 create it (access denied, invalid name, a name taken by someone else).
         """
-        backoff = Backoff(f"looking up S3 bucket '{self.name}'")
+        backoff = Backoff(log, f"looking up S3 bucket '{self.name}'")
         while not stopping.is_set():
             try:
                 self.client.head_bucket(Bucket=self.name)
@@ -204,28 +173,12 @@ def serve(connector: wallaroo.experimental.SinkConnector, bucket: Bucket) -> int
     """
     written = 0
     while not stopping.is_set():
-        try:
-            values = connector.read_many(MAX_BATCH, timeout=0.2)
-        except TimeoutError:
-            continue
-        except wallaroo.experimental.ConnectorError:
-            raise
-        except wallaroo.WallarooError as exc:  # the decoder rejected one output
-            log.warning("%s; dropped", exc)
+        values = read_outputs(connector, log, MAX_BATCH, timeout=0.2)
+        if not values:
             continue
         objects = dict(item for value in values if (item := object_for(value)) is not None)
         written += bucket.write(objects)
     return written
-
-
-def import_boto3() -> Any:
-    """boto3, imported only when the program runs (an optional extra of wallaroo-py)."""
-    try:
-        return importlib.import_module("boto3")
-    except ImportError:
-        raise ImportError(
-            "s3_bucket_sink needs boto3, which is not installed: pip install 'wallaroo-py[s3]'"
-        ) from None
 
 
 def s3_client(boto3: Any, region: str | None, endpoint_url: str | None) -> Any:
@@ -250,24 +203,21 @@ def s3_client(boto3: Any, region: str | None, endpoint_url: str | None) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     logging.getLogger("botocore").setLevel(logging.WARNING)  # its INFO lines are noise here
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
     args = list(sys.argv if argv is None else argv)
-    connector: wallaroo.experimental.SinkConnector | None = None
-    bucket: Bucket | None = None
-    try:
-        boto3 = import_boto3()
+    # A signal sets ``stopping``: the batch being written is finished, then serve() returns.
+    with ProgramRun(log, stop=stopping, errors=(ValueError, ImportError)) as run:
+        boto3 = import_client(
+            "boto3", "s3", "s3_bucket_sink needs boto3, which is not installed: {install}"
+        )
         connector = wallaroo.experimental.SinkConnector(
             args, required_params=["bucket"], optional_params=["region", "endpoint_url"]
         )
         params = connector.params
         bucket = Bucket(s3_client(boto3, params.region, params.endpoint_url), params.bucket)
+        run.callback(bucket.pool.shutdown, wait=True)
+        run.callback(connector.close)  # the last registered is closed first
         connector.listen()
         host, port = connector.address
         meta = bucket.client.meta
@@ -279,17 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bucket.ensure()
         written = serve(connector, bucket)
         log.info("%d object(s) written to S3 bucket '%s'", written, bucket.name)
-        return 0
-    except (wallaroo.WallarooError, OSError, ValueError, ImportError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if connector is not None:
-            connector.close()
-        if bucket is not None:
-            bucket.pool.shutdown(wait=True)
+    return run.exit_code
 
 
 if __name__ == "__main__":

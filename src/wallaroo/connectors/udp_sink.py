@@ -24,34 +24,21 @@ This file is self-contained and uses only the public API: copy it into your tree
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import sys
 from collections.abc import Sequence
-from types import FrameType
-from typing import Any, NoReturn
+from typing import NoReturn
 
-import wallaroo
 import wallaroo.experimental
+from wallaroo.experimental.program import (
+    ProgramRun,
+    as_bytes,
+    configure_logging,
+    port_number,
+    read_outputs,
+)
 
 log = logging.getLogger("udp_sink")
-
-
-class Stop(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM. A BaseException, as KeyboardInterrupt
-    is: a signal that lands inside code catching ``Exception`` (logging does) must not be
-    swallowed."""
-
-
-def _request_stop(signum: int, _frame: FrameType | None) -> None:
-    raise Stop(signal.Signals(signum).name)
-
-
-def datagram(value: Any) -> bytes:
-    """The bytes to send for a decoded value."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return (value if isinstance(value, str) else str(value)).encode("utf-8")
 
 
 def serve(
@@ -62,16 +49,9 @@ def serve(
     """Send every value the connector reads to ``destination``, until interrupted."""
     failures = 0
     while True:
-        try:
-            values = connector.read_many(1024)
-        except wallaroo.experimental.ConnectorError:
-            raise
-        except wallaroo.WallarooError as exc:  # the decoder rejected one output
-            log.warning("%s; dropped", exc)
-            continue
-        for value in values:
+        for value in read_outputs(connector, log, 1024):
             try:
-                out.sendto(datagram(value), destination)
+                out.sendto(as_bytes(value), destination)
             except OSError as exc:  # UDP is at-most-once: report, drop, go on
                 failures += 1
                 if failures == 1 or failures % 1000 == 0:
@@ -79,39 +59,19 @@ def serve(
                                 *destination, exc, failures)  # fmt: skip
 
 
-def port_number(connector: str, value: str) -> int:
-    """The ``--<connector>-port`` value as a port number.
-
-    Raises:
-        ValueError: not a number from 0 to 65535 (the message names the flag).
-    """
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise ValueError(f"--{connector}-port must be a number from 0 to 65535, got {value!r}")
-    return port
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the connector until SIGINT or SIGTERM; return the exit code."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    configure_logging()
     args = list(sys.argv if argv is None else argv)
-    out: socket.socket | None = None
-    connector: wallaroo.experimental.SinkConnector | None = None
-    try:
+    with ProgramRun(log, errors=(ValueError,)) as run:
         connector = wallaroo.experimental.SinkConnector(args, required_params=["host", "port"])
-        port = port_number(connector.config.name, connector.params.port)
+        port = port_number(
+            f"--{connector.config.name}-port", connector.params.port, allow_zero=True
+        )
         destination = (connector.params.host, port)
         family = socket.AF_INET6 if ":" in destination[0] else socket.AF_INET
-        out = socket.socket(family, socket.SOCK_DGRAM)
+        out = run.enter_context(socket.socket(family, socket.SOCK_DGRAM))
+        run.callback(connector.close)  # the last registered is closed first
         connector.listen()
         host, port = connector.address
         log.info(
@@ -119,19 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             connector.config.name, host, port, *destination,
         )  # fmt: skip
         serve(connector, out, destination)
-    except (Stop, KeyboardInterrupt) as stop:
-        log.info("stopping (%s)", stop or "SIGINT")
-        return 0
-    except (wallaroo.WallarooError, OSError, ValueError) as exc:
-        log.error("%s", exc)
-        return 1 if isinstance(exc, OSError | wallaroo.experimental.ConnectorError) else 2
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if connector is not None:
-            connector.close()
-        if out is not None:
-            out.close()
+    return run.exit_code
 
 
 if __name__ == "__main__":

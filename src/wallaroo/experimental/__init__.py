@@ -9,6 +9,10 @@ importable too: ``wallaroo.experimental.connectors`` (``BaseIter``, ``BaseSource
 ``TransactionalSink`` (with ``Transaction`` and ``SinkRecovery``) is the contract of a durable
 transactional sink plugged into ``SinkConnector(..., sink_factory=...)``; see
 ``docs/connectors/file_sink.md``.
+
+The toolkit of connector programs (signals, exit codes, logging, retries; the public module
+``wallaroo.experimental.program``) is re-exported too: ``ProgramRun``, ``Stop``, ``UsageError``,
+``Backoff``, ``configure_logging``, ``import_client``, ``port_number``, ``as_bytes``, ... .
 """
 
 from wallaroo.configs import SinkConnectorConfig, SourceConnectorConfig
@@ -23,28 +27,56 @@ from wallaroo.experimental.codecs import (
     stream_message_encoder,
 )
 from wallaroo.experimental.discovery import find_sink_connector, find_source_connector
+from wallaroo.experimental.program import (
+    LOG_FORMAT,
+    Backoff,
+    ProgramRun,
+    Stop,
+    UsageError,
+    as_bytes,
+    configure_logging,
+    first_line,
+    import_client,
+    port_number,
+    read_outputs,
+    read_remaining,
+    send_forever,
+)
 from wallaroo.experimental.sink_connector import SinkConnector
 from wallaroo.experimental.source_connector import SourceConnector
 from wallaroo.experimental.transactional import SinkRecovery, Transaction, TransactionalSink
 
 __all__ = [
+    "LOG_FORMAT",
     "AtLeastOnceSourceConnector",
+    "Backoff",
     "ConnectorError",
+    "ProgramRun",
     "ProtocolError",
     "SinkConnector",
     "SinkConnectorConfig",
     "SinkRecovery",
     "SourceConnector",
     "SourceConnectorConfig",
+    "Stop",
     "Stream",
     "Transaction",
     "TransactionalSink",
     "UnexpectedSocketError",
+    "UsageError",
+    "as_bytes",
+    "configure_logging",
     "find_sink_connector",
     "find_source_connector",
+    "first_line",
+    "import_client",
     "octet_message_decoder",
     "octet_message_encoder",
     "parse_connector_args",
+    "port_number",
+    "read_outputs",
+    "read_remaining",
+    "send_forever",
     "stream_id_for",
     "stream_message_decoder",
     "stream_message_encoder",
