@@ -35,19 +35,23 @@ worker options:
                                 else 'worker'); keep it the same across restarts
   --cluster-initializer, -t     this worker initializes the cluster
   --worker-count, -w, --workers N
-                                number of workers (the embedded backend runs 1)
-  --backend embedded|ray        execution backend (default: embedded)
-  --ray-address ADDRESS         Ray cluster to join (with --backend ray)
+                                number of workers (the embedded backend runs 1; more need
+                                --backend ray)
+  --backend embedded|ray        execution backend (default: embedded; ray needs
+                                pip install 'wallaroo-py[ray]', see docs/scale-out.md)
+  --ray-address ADDRESS         Ray cluster to join (with --backend ray; default: start one)
   --resilience-dir, -r DIR      directory for checkpoints and the dead-letter file
   --run-with-resilience         take periodic checkpoints
   --time-between-checkpoints NS checkpoint interval in nanoseconds (default 1000000000)
   --recover-from-previous-checkpoint
                                 start from the previous checkpoint if the latest is damaged
-  --metrics, -m HOST:PORT       metrics hub address
-  --metrics-http HOST:PORT      serve metrics over HTTP
+  --metrics, -m HOST:PORT       send metrics to the original's metrics hub (its UI) at HOST:PORT
+  --metrics-http [HOST:]PORT    serve the dashboard, /metrics (Prometheus) and /api/stats on
+                                HOST:PORT (127.0.0.1 when only a port is given)
   --control -c, --data -d, --my-control -x, --my-data -y, --join -j HOST:PORT
                                 cluster addresses of the original (ignored by the embedded backend)
-  --external, -e HOST:PORT      external channel address
+  --external, -e HOST:PORT      external channel address (with --backend ray: the control port
+                                of wallaroo scale; otherwise accepted and ignored)
   --stop-pause, -u NS           pause before migration
   --log-rotation                rotate logs on request
   --ponythreads N, --pony*      Pony runtime flags of the original: accepted and ignored
@@ -75,10 +79,8 @@ def _notices(flags: WorkerFlags, log: logging.Logger) -> None:
             "cluster options %s are ignored: the embedded backend runs one worker",
             ", ".join(cluster),
         )
-    if flags.metrics or flags.external or flags.metrics_http:
-        log.info(
-            "--metrics, --metrics-http and --external are accepted and ignored in this version"
-        )
+    if flags.external:
+        log.info("--external is accepted and ignored in this version")
 
 
 async def run_worker(worker: Worker) -> None:
@@ -127,6 +129,10 @@ def _main(argv: Sequence[str] | None, prog: str | None) -> int:
     if flags.application_module is None:  # parse_worker_flags requires it; keeps mypy honest
         print(f"{prog}: error: --application-module is required", file=sys.stderr)
         return 2
+    if flags.backend == "ray":
+        from wallaroo.ray_backend.runner import run as run_on_ray
+
+        return run_on_ray(flags, prog)
     try:
         loaded = load_application(flags.application_module, [prog, *flags.app_args])
         options = WorkerOptions(
@@ -135,6 +141,8 @@ def _main(argv: Sequence[str] | None, prog: str | None) -> int:
             run_with_resilience=flags.run_with_resilience,
             time_between_checkpoints_ns=flags.time_between_checkpoints,
             recover_from_previous_checkpoint=flags.recover_from_previous_checkpoint,
+            metrics_http=flags.metrics_http,
+            metrics_hub=flags.metrics,
         )
         worker = Worker(loaded, options, log=log, app_args=flags.app_args)
     except (ConfigurationError, WallarooParameterError) as exc:

@@ -4,7 +4,9 @@ wallaroo run MODULE [worker options] [application arguments]
 wallaroo connector NAME [connector arguments]
 wallaroo send --host HOST:PORT [--file FILE ...]
 wallaroo receive --listen HOST:PORT
+wallaroo top HOST:PORT
 wallaroo demo
+wallaroo scale --workers N
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ commands:
   connector NAME [options]    run a prebuilt connector (udp_source, udp_sink, ...)
   send --host HOST:PORT       send u32-framed messages to a TCP source
   receive --listen HOST:PORT  print what a TCP sink writes
+  top HOST:PORT               live table of a worker's metrics (its --metrics-http address)
   demo                        run a demo pipeline in this process
+  scale --workers N           grow or shrink a running --backend ray application
 
 Use 'wallaroo COMMAND --help' for a command's options.
 """
@@ -91,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from wallaroo.cli import receive
 
         return receive.main(rest)
+    if command == "top":
+        from wallaroo.cli import top
+
+        return top.main(rest)
+    if command == "scale":
+        from wallaroo.ray_backend.control import scale_main
+
+        return scale_main(rest)
     if command == "demo":
         from wallaroo.cli import demo
 

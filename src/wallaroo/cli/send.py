@@ -1,7 +1,9 @@
 """``wallaroo send``: send framed messages to a TCP source (like the original giles sender).
 
 Every message goes out with a 4-byte big-endian length header, the framing of
-``@wallaroo.decoder(header_length=4, length_fmt=">I")``.
+``@wallaroo.decoder(header_length=4, length_fmt=">I")``. On a terminal a progress bar shows
+the count and rate while it sends; the last line (on stderr, unless ``--quiet``) gives the
+count, bytes, time and rate.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from wallaroo.args import parse_address
+from wallaroo.cli.progress import Progress
 from wallaroo.errors import WallarooParameterError
 
 __all__ = ["main"]
@@ -93,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds to keep retrying while the worker is not up (default 30)",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bar and no summary on stderr"
+    )
     return p
 
 
@@ -169,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sent = nbytes = 0
     start = time.perf_counter()
     stream = records if limit is None else itertools.islice(records, limit)
+    progress = Progress(sys.stderr, limit) if sys.stderr.isatty() and not args.quiet else None
     try:
         while batch := list(itertools.islice(stream, args.batch_size)):
             data = b"".join(batch)
@@ -176,14 +182,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sock.sendall(data)
             sent += len(batch)
             nbytes += len(data)
+            if progress is not None:
+                progress.update(sent)
             if args.interval:
                 time.sleep(args.interval / 1e9)
     except OSError as exc:
+        if progress is not None:
+            progress.close()
         print(f"wallaroo send: error after {sent} messages: {exc}", file=sys.stderr)
         return 1
     finally:
         if sock is not None:
             sock.close()
+    if progress is not None:
+        progress.close()
     elapsed = time.perf_counter() - start
     if not args.quiet:
         rate = sent / elapsed if elapsed > 0 else float("inf")

@@ -35,6 +35,11 @@ def _address(flag: str, value: str) -> str:
     return value
 
 
+def _local_address(flag: str, value: str) -> str:
+    """``HOST:PORT``, or a bare ``PORT`` meaning 127.0.0.1 (loopback unless asked otherwise)."""
+    return _address(flag, f"127.0.0.1:{value}" if value.isdigit() else value)
+
+
 def _text(flag: str, value: str) -> str:
     if not value:
         raise ConfigurationError(f"{flag} needs a value")
@@ -66,7 +71,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[str, str], Any] | None]] = {
     "--recover-from-previous-checkpoint": ("recover_from_previous_checkpoint", None),
     "--metrics": ("metrics", _address),
     "-m": ("metrics", _address),
-    "--metrics-http": ("metrics_http", _address),
+    "--metrics-http": ("metrics_http", _local_address),
     "--control": ("control", _address),
     "-c": ("control", _address),
     "--data": ("data", _address),
@@ -185,15 +190,12 @@ def _check(flags: WorkerFlags) -> None:
         raise ConfigurationError(
             "--application-module is required (the module that defines application_setup(args))"
         )
-    if flags.backend == "ray":
-        raise ConfigurationError(
-            "--backend ray is not available in this version yet; run "
-            "with the embedded backend (one worker)"
-        )
-    if flags.worker_count > 1:
+    if flags.worker_count > 1 and flags.backend != "ray":
         raise ConfigurationError(
             f"--worker-count {flags.worker_count} needs --backend ray: the "
             "embedded backend runs one worker"
         )
+    if flags.ray_address and flags.backend != "ray":
+        raise ConfigurationError("--ray-address needs --backend ray")
     if flags.cluster_initializer and flags.join:
         raise ConfigurationError("--join cannot be combined with --cluster-initializer")

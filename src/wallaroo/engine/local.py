@@ -21,6 +21,7 @@ from wallaroo.engine.segment import (
     SinkPort,
     SinkRunner,
     SinkStatistics,
+    TimedSegmentRunner,
 )
 from wallaroo.engine.state import StateStatistics, StateStore
 from wallaroo.engine.windows import (
@@ -29,6 +30,7 @@ from wallaroo.engine.windows import (
     WindowState,
     WindowStatistics,
 )
+from wallaroo.metrics.histogram import LatencyHistogram
 from wallaroo.plan.physical import Exchange, PhysicalPlan, ToSinks, ToWindow
 from wallaroo.windows import RangeWindows
 
@@ -62,6 +64,9 @@ class LocalEngine:
         sinks: one port per sink of the plan, in plan order.
         dead_letters: where failing messages go (in memory only by default).
         clock: the engine's clock.
+        metrics: record latency histograms per segment and from source to sink (two clock
+            readings per batch and segment, see :class:`TimedSegmentRunner`). Off by default;
+            the engine then runs exactly the code it runs without any metrics.
     """
 
     def __init__(
@@ -71,10 +76,12 @@ class LocalEngine:
         *,
         dead_letters: DeadLetterLog | None = None,
         clock: Clock | None = None,
+        metrics: bool = False,
     ) -> None:
         if len(sinks) != len(plan.sinks):
             raise ValueError(f"the plan has {len(plan.sinks)} sinks, got {len(sinks)} ports")
         self.plan = plan
+        self.metrics = metrics
         self.clock: Clock = clock or SystemClock()
         self.dead_letters = dead_letters or DeadLetterLog()
         self.states: dict[str, StateStore] = {
@@ -110,18 +117,23 @@ class LocalEngine:
         return runner
 
     def _build(self, seg_id: int) -> SegmentRunner:
-        runner = self.segments.get(seg_id)
-        if runner is not None:
-            return runner
+        built = self.segments.get(seg_id)
+        if built is not None:
+            return built
         seg = next(s for s in self.plan.segments if s.id == seg_id)
         route: Route | None = None
         if isinstance(seg.target, Exchange):
             route = _DirectRoute(self._build(seg.target.segment))
         elif isinstance(seg.target, ToWindow):
             route = self._window(seg.target.window)
-        runner = SegmentRunner(
-            seg, self.plan, self.states, self.sinks, route, self.dead_letters, self.clock
-        )
+        args = (seg, self.plan, self.states, self.sinks, route, self.dead_letters, self.clock)
+        if self.metrics:
+            e2e = LatencyHistogram() if seg.source is not None else None
+            runner: SegmentRunner = TimedSegmentRunner(
+                *args, latency=LatencyHistogram(), end_to_end=e2e
+            )
+        else:
+            runner = SegmentRunner(*args)
         self.segments[seg_id] = runner
         return runner
 

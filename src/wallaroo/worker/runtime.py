@@ -33,9 +33,11 @@ from wallaroo.kafka import (
     DefaultKafkaSourceCLIParser,
 )
 from wallaroo.loader import LoadedApplication
+from wallaroo.metrics.service import MetricsService
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import DEFAULT_KEY_GROUPS
 from wallaroo.protocol.sink_session import WorkerSinkSession
+from wallaroo.protocol.source_session import SourceSession, SourceSessionStatistics
 from wallaroo.resilience.store import CheckpointStore
 from wallaroo.worker.checkpointing import Checkpointer, CheckpointStatistics
 from wallaroo.worker.connector_sink import ConnectorSinkOutput
@@ -54,7 +56,7 @@ from wallaroo.worker.ingress import (
 from wallaroo.worker.kafka import KafkaSource
 from wallaroo.worker.kafka_sink import KafkaSinkOutput
 
-__all__ = ["Worker", "WorkerOptions", "WorkerStatistics"]
+__all__ = ["ConnectionStatistics", "Worker", "WorkerOptions", "WorkerStatistics"]
 
 MAX_FRAME_SIZE = 16 * 1024 * 1024
 
@@ -73,6 +75,11 @@ class WorkerOptions:
         drain_timeout: seconds to wait for sinks to flush on shutdown.
         recover_from_previous_checkpoint: when the newest checkpoint is damaged, start from the
             newest intact one instead of refusing to start.
+        metrics_http: ``HOST:PORT`` (or ``PORT``, on 127.0.0.1) for the metrics endpoint and
+            dashboard (``--metrics-http``); port 0 picks a free one.
+        metrics_hub: ``HOST:PORT`` of the original's metrics hub (``--metrics``).
+        metrics_interval_s: seconds between two samples of the statistics.
+        metrics_hub_period_ns: the hub's reporting period.
     """
 
     name: str = "worker"
@@ -83,6 +90,24 @@ class WorkerOptions:
     max_frame_size: int = MAX_FRAME_SIZE
     drain_timeout: float = 5.0
     recover_from_previous_checkpoint: bool = False
+    metrics_http: str | None = None
+    metrics_hub: str | None = None
+    metrics_interval_s: float = 1.0
+    metrics_hub_period_ns: int = 2_000_000_000
+
+    @property
+    def metrics(self) -> bool:
+        """True when an endpoint or a hub asks for metrics (the engine then times batches)."""
+        return bool(self.metrics_http or self.metrics_hub)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatistics:
+    """One connector process's connection to a connector source (credits and counters)."""
+
+    source: str
+    peer: str
+    session: SourceSessionStatistics
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +118,7 @@ class WorkerStatistics:
     sinks: tuple[SinkOutputStatistics, ...]
     gate: GateStatistics
     checkpoints: CheckpointStatistics | None = None
+    connections: tuple[ConnectionStatistics, ...] = ()
 
 
 class Worker:
@@ -137,13 +163,16 @@ class Worker:
         self.outputs: list[SinkOutput | KafkaSinkOutput] = [
             self._output(p.index, p.name, p.config) for p in self.plan.sinks
         ]
-        self.engine = LocalEngine(self.plan, self.outputs, dead_letters=dead, clock=clock)
+        self.engine = LocalEngine(
+            self.plan, self.outputs, dead_letters=dead, clock=clock, metrics=self.options.metrics
+        )
         self.listeners: list[ConnectorSourceListener | TCPSourceListener] = []
         self.generators: list[GeneratorSource] = []
         self.kafka_sources: list[KafkaSource] = []
         for source in self.plan.sources:
             self._ingress(source)
         self.checkpointer = self._checkpointer() if self.options.run_with_resilience else None
+        self.metrics = MetricsService.for_worker(self) if self.options.metrics else None
 
     def _checkpointer(self) -> Checkpointer:
         base = self.options.resilience_dir
@@ -253,6 +282,8 @@ class Worker:
             self.checkpointer.recover(fall_back=self.options.recover_from_previous_checkpoint)
         try:
             await self._listen()
+            if self.metrics is not None:
+                await self.metrics.start()
         except ConfigurationError:
             for listener in self.listeners:
                 await listener.stop()
@@ -275,6 +306,8 @@ class Worker:
                 background.append(tasks.create_task(self.checkpointer.run(), name="checkpoints"))
             if self.engine.windows:
                 background.append(tasks.create_task(self._tick(), name="windows"))
+            if self.metrics is not None:
+                background.append(tasks.create_task(self.metrics.run(), name="metrics"))
             self.log.info(
                 "worker '%s' is running application '%s'", self.options.name, self.plan.app_name
             )
@@ -313,6 +346,8 @@ class Worker:
     async def _shutdown(self) -> None:
         for listener in self.listeners:
             await listener.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.checkpointer is not None:  # a last checkpoint: a restart replays nothing
             await self.checkpointer.checkpoint()
         drained = True
@@ -345,4 +380,17 @@ class Worker:
             tuple(o.statistics() for o in self.outputs),
             self.gate.statistics(),
             self.checkpointer.statistics() if self.checkpointer is not None else None,
+            tuple(self._connections()),
         )
+
+    def _connections(self) -> list[ConnectionStatistics]:
+        found = []
+        for listener in self.listeners:
+            for conn in list(listener.connections):
+                session = getattr(conn, "session", None)
+                if isinstance(session, SourceSession):
+                    peer = str(getattr(conn, "peer", "?"))
+                    found.append(
+                        ConnectionStatistics(listener.plan.name, peer, session.statistics())
+                    )
+        return found

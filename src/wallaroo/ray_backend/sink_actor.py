@@ -1,0 +1,180 @@
+"""The sink actor: one per sink, owning its connection (TCP, connector with 2PC, Kafka).
+
+It reuses the embedded worker's sink outputs unchanged, in an event loop in a thread of the
+actor. Payloads arrive already encoded (the senders run the encoders); each batch is handed to
+the loop in the order it came, so a sender's output keeps its order.
+
+Barriers are aligned over the sink's inputs (every actor that can write to it). At the
+barrier a connector sink closes its valve (:meth:`ConnectorSinkOutput.barrier`: later output
+is held until phase 2) and sends PHASE1 once its output before the barrier is out; the vote
+waits in :meth:`SinkActor.vote` for the coordinator, which then sends :meth:`commit` or
+:meth:`abort`. Other sinks vote commit at once.
+
+Backpressure: while the output holds more than its high-water mark, a write waits up to
+:data:`WRITE_WAIT` seconds for it to drain before returning, so the senders' bounded windows
+slow them down; it never waits longer, so the coordinator's commit (which may be what frees
+the held output) always gets its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from wallaroo.configs import SinkConnectorConfig, TCPSinkConfig
+from wallaroo.engine.deadletter import DeadLetterLog
+from wallaroo.errors import ConfigurationError
+from wallaroo.kafka import CustomKafkaSinkCLIParser, DefaultKafkaSinkCLIParser
+from wallaroo.protocol.sink_session import WorkerSinkSession
+from wallaroo.ray_backend._ray import actor_info
+from wallaroo.ray_backend.aligner import BarrierAligner
+from wallaroo.ray_backend.channels import DATA
+from wallaroo.ray_backend.loop import LoopThread
+from wallaroo.ray_backend.source_actor import deadletter_path
+from wallaroo.ray_backend.topology import AppSpec
+from wallaroo.worker.checkpointing import VOTE_TIMEOUT
+from wallaroo.worker.connector_sink import ConnectorSinkOutput
+from wallaroo.worker.egress import SinkOutput, TCPSinkOutput
+from wallaroo.worker.flow import Gate
+from wallaroo.worker.kafka_sink import KafkaSinkOutput
+from wallaroo.worker.runtime import MAX_FRAME_SIZE
+
+__all__ = ["WRITE_WAIT", "SinkActor"]
+
+WRITE_WAIT = 0.05
+log = logging.getLogger("wallaroo.ray")
+
+
+class SinkActor:
+    """Sink ``index`` of the plan (see the module docstring).
+
+    Args:
+        spec: how to load the application.
+        index: the sink's index in the plan.
+        inputs: the names of the actors that write to it.
+        restore: ``{"offset", "txn"}`` of the checkpoint restored (connector sinks), or None.
+
+    Raises:
+        ConfigurationError: a sink kind the Ray backend cannot run.
+    """
+
+    def __init__(
+        self, spec: AppSpec, index: int, inputs: frozenset[str], restore: dict[str, Any] | None
+    ) -> None:
+        self.spec = spec
+        self.loaded, self.plan = spec.load()
+        self.sink = self.plan.sinks[index]
+        self.aligner = BarrierAligner(inputs)
+        self.loop = LoopThread(f"sink {self.sink.name}")
+        self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.sink{index}")
+        self.output: SinkOutput | KafkaSinkOutput = self.loop.call(self._output)
+        if restore is not None and isinstance(self.output, ConnectorSinkOutput):
+            self.loop.call(self.output.restore, int(restore["offset"]), restore["txn"])
+        self._votes: dict[int, tuple[bool, dict[str, Any] | None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.messages = 0
+
+    def _output(self) -> SinkOutput | KafkaSinkOutput:
+        self.gate = Gate()
+        name, config, spec = self.sink.name, self.sink.config, self.spec
+        if isinstance(config, SinkConnectorConfig):
+            session = WorkerSinkSession(
+                app_name=self.plan.app_name,
+                worker_name=spec.name,
+                sink_id=self.sink.index,
+                cookie=config.cookie,
+                max_frame_size=MAX_FRAME_SIZE,
+            )
+            return ConnectorSinkOutput(
+                name, config.host, config.port, self.gate, log, session, resilient=spec.resilient
+            )
+        if isinstance(config, TCPSinkConfig):
+            return TCPSinkOutput(name, config.host, config.port, self.gate, log)
+        if isinstance(config, DefaultKafkaSinkCLIParser):
+            config = config.resolve(list(spec.app_args))
+        if isinstance(config, CustomKafkaSinkCLIParser):
+            return KafkaSinkOutput(name, config, self.gate, log, self.dead)
+        raise ConfigurationError(
+            f"the Ray backend cannot run sink '{name}' ({type(config).__name__})"
+        )
+
+    def start(self) -> str:
+        """Start connecting (and reconnecting) to the sink's peer."""
+
+        def run() -> None:
+            self._task = asyncio.get_running_loop().create_task(self.output.run())
+
+        self.loop.call(run)
+        return self.sink.name
+
+    # -- data ---------------------------------------------------------------------------------
+    def write(self, sender: str, items: list[list[Any]]) -> None:
+        """Output from ``sender`` (payload batches and barriers, in order)."""
+        work = [(sender, item) for item in items]
+        while work:
+            who, item = work.pop(0)
+            aligner = self.aligner
+            if aligner.arrived and aligner.blocked(who):
+                aligner.hold(who, item)
+            elif item[0] == DATA:
+                self.messages += len(item[2])
+                self.loop.soon(self.output.write, item[2])
+            elif aligner.barrier(who, item[2]):
+                self.loop.soon(self._at_barrier, item[2])
+                work[:0] = aligner.complete()
+        if not self.gate.is_open:
+            deadline = time.monotonic() + WRITE_WAIT
+            while not self.gate.is_open and time.monotonic() < deadline:
+                time.sleep(0.002)
+
+    def _at_barrier(self, checkpoint_id: int) -> None:
+        """In the loop, after every write before the barrier: start the vote."""
+        output = self.output
+        if not isinstance(output, ConnectorSinkOutput):
+            self._votes[checkpoint_id] = (True, None)
+            return
+        entry = output.barrier(checkpoint_id)
+
+        async def vote() -> None:
+            ok = await output.prepare(checkpoint_id, VOTE_TIMEOUT)
+            self._votes[checkpoint_id] = (ok, entry)
+
+        asyncio.get_running_loop().create_task(vote())
+
+    def vote(self, checkpoint_id: int) -> tuple[bool, dict[str, Any] | None] | None:
+        """The sink's vote on ``checkpoint_id`` and its checkpoint entry (``offset``,
+        ``txn``; None for sinks without 2PC), or None while it is not decided."""
+        return self._votes.pop(checkpoint_id, None)
+
+    def commit(self, txn: str) -> None:
+        """Phase 2, commit (connector sinks)."""
+        if isinstance(self.output, ConnectorSinkOutput):
+            self.loop.call(self.output.commit, txn)
+
+    def abort(self, txn: str) -> None:
+        """Phase 2, abort (connector sinks)."""
+        if isinstance(self.output, ConnectorSinkOutput):
+            self.loop.call(self.output.abort, txn)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until the output is handed on (or ``timeout``); True if it was."""
+        return self.loop.run(self.output.drain(timeout))
+
+    def stop(self) -> None:
+        self.loop.call(self.output.stop)
+
+    def info(self) -> dict[str, Any]:
+        """This actor's name, process id and node."""
+        return actor_info(f"sink{self.sink.index}")
+
+    def ping(self) -> str:
+        return f"sink {self.sink.index}"
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "sink": self.sink.name,
+            "messages": self.messages,
+            "output": self.loop.call(self.output.statistics),
+        }

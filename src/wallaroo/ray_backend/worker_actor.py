@@ -1,0 +1,77 @@
+"""The worker actor: a synchronous Ray actor around a :class:`WorkerCore`.
+
+Synchronous and single-threaded on purpose: Ray then runs one caller's calls in the order they
+were made, which is what keeps every key's messages in order. Every method returns quickly
+except :meth:`WorkerActor.deliver` (which runs the batch through the keyed segments).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from wallaroo.engine.deadletter import DeadLetterLog
+from wallaroo.ray_backend._ray import RayTransport, actor_info, submitter
+from wallaroo.ray_backend.slots import SlotMap
+from wallaroo.ray_backend.source_actor import deadletter_path
+from wallaroo.ray_backend.topology import AppSpec, worker_name
+from wallaroo.ray_backend.worker_core import WorkerCore
+
+__all__ = ["WorkerActor"]
+
+
+class WorkerActor:
+    """Worker ``index``: hosts the key groups ``slots`` gives it, for every keyed segment."""
+
+    def __init__(self, spec: AppSpec, index: int, slots: SlotMap) -> None:
+        loaded, plan = spec.load()
+        dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.{worker_name(index)}")
+        dead.serialize = loaded.serialize
+        self.core = WorkerCore(loaded, plan, index, slots, dead)
+        self.started = time.perf_counter()
+        self.busy_s = 0.0  # time spent in deliver()
+        self.calls = 0
+
+    def wire(self, workers: list[Any], sinks: list[Any]) -> int:
+        """Channels to every worker and sink actor; returns the number of key groups owned."""
+        me = self.core.name
+        self.core.wire(
+            [submitter(w.deliver, me) for w in workers],
+            [submitter(s.write, me) for s in sinks],
+            RayTransport(),
+        )
+        return len(self.core.owned)
+
+    def restore(self, blobs: dict[str, dict[int, bytes]]) -> int:
+        return self.core.restore(blobs)
+
+    def deliver(self, sender: str, items: list[list[Any]]) -> None:
+        started = time.perf_counter()
+        self.core.deliver(sender, items)
+        self.busy_s += time.perf_counter() - started
+        self.calls += 1
+
+    def tick(self) -> None:
+        self.core.tick()
+
+    def collect(self, checkpoint_id: int) -> dict[str, Any] | None:
+        return self.core.collect(checkpoint_id)
+
+    def drain(self, timeout: float) -> bool:
+        return self.core.drain(timeout)
+
+    def info(self) -> dict[str, Any]:
+        """This actor's name, process id and node."""
+        return actor_info(self.core.name)
+
+    def ping(self) -> str:
+        return self.core.name
+
+    def statistics(self) -> dict[str, Any]:
+        """The core's statistics, the calls delivered and the share of time spent in them."""
+        alive = time.perf_counter() - self.started
+        return {
+            **self.core.statistics(),
+            "calls": self.calls,
+            "busy": self.busy_s / alive if alive > 0 else 0.0,
+        }
