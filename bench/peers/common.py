@@ -29,6 +29,9 @@ def peer_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--writer", choices=("write", "write_many"), default="write_many")
     parser.add_argument("--chunk", type=int, default=4096, help="messages per write_many")
     parser.add_argument("--rate", type=float, default=0.0, help="messages/s (0: at once)")
+    parser.add_argument(
+        "--interval", type=float, default=0.001, help="seconds between paced bursts (--rate)"
+    )
     parser.add_argument("--skip", type=float, default=0.05, help="warm-up share of latencies")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds without progress")
     known, _ = parser.parse_known_args(list(argv))

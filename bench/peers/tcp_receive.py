@@ -23,9 +23,12 @@ _TIMES = struct.Struct(">8xQ")
 
 
 def receive(conn: socket.socket, want: int, record: int | None, timeout: float) -> dict:
+    """Read until ``want`` outputs arrived. The arrival time of every chunk read is kept with
+    the number of records complete after it; latencies are computed once the last output is
+    in (:func:`latencies`), so that this loop takes as little CPU from the worker as it can."""
     data = bytearray()
     got = 0
-    lat: list[int] = []
+    arrivals: list[tuple[int, int]] = []  # (time a chunk was read, records complete after it)
     first = last = 0.0
     conn.settimeout(timeout)
     buf = bytearray(1 << 20)
@@ -37,16 +40,24 @@ def receive(conn: socket.socket, want: int, record: int | None, timeout: float) 
         now_ns = time.monotonic_ns()
         last = now_ns / 1e9
         first = first or last
-        old = len(data)
         data += view[:n]
         if record is None:
             got += buf.count(b"\n", 0, n)
             continue
         got = len(data) // record
-        if record == 16:
-            done = old - old % 16
-            lat += [now_ns - t for (t,) in _TIMES.iter_unpack(data[done : got * 16])]
-    return {"data": bytes(data), "got": got, "first": first, "last": last, "lat": lat}
+        arrivals.append((now_ns, got))
+    return {"data": data, "got": got, "first": first, "last": last, "arrivals": arrivals}
+
+
+def latencies(data: bytearray, arrivals: list[tuple[int, int]]) -> list[int]:
+    """Each timed output's arrival time (that of the chunk that completed it) less the send
+    time it carries, in ns, in arrival order."""
+    lat: list[int] = []
+    done = 0
+    for now_ns, got in arrivals:
+        lat += [now_ns - t for (t,) in _TIMES.iter_unpack(data[done * 16 : got * 16])]
+        done = got
+    return lat
 
 
 def percentiles(lat: list[int], skip: float) -> dict[str, float]:
@@ -74,7 +85,8 @@ def main() -> int:
     except TimeoutError:
         report(ok=False, error="timed out waiting for the worker's output")
         return 1
-    problem = verify(args, got["data"]) if got["got"] == want else f"{got['got']} of {want}"
+    lat = latencies(got["data"], got["arrivals"]) if record == 16 else []
+    problem = verify(args, bytes(got["data"])) if got["got"] == want else f"{got['got']} of {want}"
     fields = {
         "received": got["got"],
         "first": got["first"],
@@ -82,8 +94,8 @@ def main() -> int:
         "cpu": at_last["cpu"] - cpu_ready,
         "busy": at_last["busy"],
     }
-    if got["lat"]:
-        fields.update(percentiles(got["lat"], args.skip))
+    if lat:
+        fields.update(percentiles(lat, args.skip))
     report(ok=problem is None, error=problem, **fields)
     return 0 if problem is None else 1
 

@@ -2,7 +2,8 @@
 
 As fast as possible: every frame is built first, then written with ``sendall``. For
 ``--workload w1-timed``: W1 messages carrying their send time, written in bursts, and with
-``--rate`` in small bursts so that the offered load stays at ``rate`` messages per second.
+``--rate`` in bursts every ``--interval`` seconds (1 ms) so that the offered load stays at
+``rate`` messages per second.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import socket
 import struct
 import sys
 import time
+from itertools import chain, repeat
 
 from bench.apps.celsius_timed import IN
 from bench.peers.common import inputs, peer_args, ready, report
 
 _HEADER = struct.Struct(">I")
-_TIMED_FRAME = struct.Struct(">I" + IN.format.lstrip(">"))
+_STAMP = struct.Struct(">Q")  # the send time that ends a timed input (">fQ")
 
 
 def _connect(host: str, port: int) -> socket.socket:
@@ -39,23 +41,25 @@ def send_all(sock: socket.socket, data: list[bytes]) -> float:
     return start
 
 
-def send_timed(sock: socket.socket, data: list[bytes], rate: float) -> float:
+def send_timed(sock: socket.socket, data: list[bytes], rate: float, interval: float) -> float:
     """Send ``data`` stamped with ``time.monotonic_ns()`` at their send time: at ``rate``
-    messages/s, or as fast as possible in bursts of 4096 when ``rate`` is 0."""
-    celsius = [struct.unpack(">f", p)[0] for p in data]
-    pack = _TIMED_FRAME.pack
-    size = IN.size
+    messages/s, what is due every ``interval`` seconds (a burst, then a sleep), or as fast as
+    possible in bursts of 4096 when ``rate`` is 0. The frames are built before the clock
+    starts, all but the stamp, which each burst appends to each of its frames."""
+    heads = [_HEADER.pack(IN.size) + celsius for celsius in data]  # what precedes the stamp
+    stamp = _STAMP.pack
     ready()
     start = time.monotonic_ns()
-    sent, total = 0, len(celsius)
+    sent, total = 0, len(heads)
     while sent < total:
         now = time.monotonic_ns()
         due = min(total, int((now - start) * rate / 1e9) + 1 if rate else sent + 4096)
         if due > sent:
-            sock.sendall(b"".join([pack(size, c, now) for c in celsius[sent:due]]))
+            burst = zip(heads[sent:due], repeat(stamp(now)))
+            sock.sendall(b"".join(chain.from_iterable(burst)))
             sent = due
-        else:
-            time.sleep(0.0002)
+        if rate:
+            time.sleep(interval)
     return start / 1e9
 
 
@@ -67,7 +71,7 @@ def main() -> int:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     with sock:
         if args.workload == "w1-timed":
-            start = send_timed(sock, data, args.rate)
+            start = send_timed(sock, data, args.rate, args.interval)
         else:
             start = send_all(sock, data)
         end = time.monotonic()

@@ -1,15 +1,18 @@
-"""The socket side of a source connector: one blocking TCP connection to a worker, carrying a
-sans-IO :class:`~wallaroo.protocol.client_session.ClientSession`.
+"""The parts of a source connector below its API: one blocking TCP connection to a worker,
+carrying a sans-IO :class:`~wallaroo.protocol.client_session.ClientSession`, and the messages
+held until the worker acknowledges them.
 
 :meth:`ClientLink.open` connects (retrying while the worker is not up, if asked to) and does the
 HELLO/OK handshake; the connector then writes frames the session made with :meth:`ClientLink.send`
 and turns the worker's bytes into events with :meth:`ClientLink.poll` or :meth:`ClientLink.read`.
 A lost connection surfaces as :class:`LinkLostError`, whatever the socket said.
+:class:`Held` numbers the messages and builds their frames; it does no I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import selectors
 import socket
@@ -25,9 +28,9 @@ from wallaroo.protocol.events import (
     Rejected,
     RestartRequested,
 )
-from wallaroo.protocol.frames import SOURCE_VERSION
+from wallaroo.protocol.frames import NONE_SEEN, SOURCE_VERSION
 
-__all__ = ["ClientLink", "LinkLostError", "stream_id_for"]
+__all__ = ["ClientLink", "Held", "LinkLostError", "connect_stream", "stream_id_for"]
 
 log = logging.getLogger("wallaroo.connector")
 
@@ -249,3 +252,156 @@ class ClientLink:
         """Close the socket. Idempotent."""
         self._selector.close()
         self.sock.close()
+
+
+def connect_stream(
+    host: str,
+    port: int,
+    *,
+    cookie: str,
+    program_name: str,
+    stream: tuple[int, str],
+    point_of_ref: int,
+    timeout: float | None,
+    stop: threading.Event,
+) -> tuple[ClientLink, int]:
+    """Open a link to the worker (:meth:`ClientLink.open`, named after the stream) and the
+    ``(stream id, name)`` on it, starting again while the connection is lost meanwhile.
+
+    Returns:
+        The link and the NOTIFY_ACK's point of reference (where to resume).
+
+    Raises:
+        ConnectorError: as :meth:`ClientLink.open`, or the stream stays held by another
+            connection.
+        LinkLostError: ``stop`` was set.
+    """
+    stream_id, name = stream
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.01)
+        link = ClientLink.open(
+            host,
+            port,
+            cookie=cookie,
+            program_name=program_name,
+            instance_name=name,
+            timeout=remaining,
+            stop=stop,
+        )
+        try:
+            acked = link.open_stream(stream_id, name, point_of_ref)
+            if acked is None:
+                raise ConnectorError(
+                    f"stream '{name}' is fed by another connection; give each process its "
+                    f"own --{program_name}-instance"
+                )
+        except LinkLostError as exc:
+            link.close()
+            log.info("lost the worker while opening the stream (%s); retrying", exc)
+            stop.wait(0.2)
+            continue
+        except BaseException:
+            link.close()
+            raise
+        return link, acked
+
+
+class Held:
+    """The messages of one stream that the worker has not acknowledged yet, in id order.
+
+    Three parallel lists (no object per message): message ``i`` has the id ``first_id + i``,
+    its payload, event time and key. The first :attr:`sent` of them went out on the current
+    connection and wait for an ACK; the others (:attr:`pending`) wait to be sent.
+    """
+
+    __slots__ = ("event_times", "first_id", "keys", "payloads", "sent")
+
+    def __init__(self) -> None:
+        self.first_id = 0
+        self.sent = 0
+        self.payloads: list[bytes] = []
+        self.event_times: list[int] = []
+        self.keys: list[bytes | None] = []
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    @property
+    def pending(self) -> int:
+        """Messages not sent on the current connection."""
+        return len(self.payloads) - self.sent
+
+    @property
+    def next_id(self) -> int:
+        """The id the next message added gets."""
+        return self.first_id + len(self.payloads)
+
+    def append(self, payload: bytes, event_time: int, key: bytes | None) -> None:
+        """Add one message, pending."""
+        self.payloads.append(payload)
+        self.event_times.append(event_time)
+        self.keys.append(key)
+
+    def extend(self, payloads: list[bytes], event_time: int, key: bytes | None) -> None:
+        """Add messages sharing an event time and a key, pending."""
+        self.payloads += payloads
+        self.event_times += itertools.repeat(event_time, len(payloads))
+        self.keys += itertools.repeat(key, len(payloads))
+
+    def frames(self, session: ClientSession, stream_id: int, count: int) -> bytes:
+        """Return the MESSAGE frames of the next ``count`` pending messages (one credit each
+        from ``session``), which count as sent from now on.
+
+        Raises:
+            ProtocolError: the stream is not open on ``session``.
+            FrameError: a message does not fit its frame; nothing counts as sent.
+        """
+        start = self.sent
+        stop = start + count
+        payloads = self.payloads[start:stop]
+        times = self.event_times[start:stop]
+        keys = self.keys[start:stop]
+        first = self.first_id + start
+        if times.count(times[0]) == count and keys.count(keys[0]) == count:
+            data = session.message_run(stream_id, first, payloads, times[0], keys[0])
+        else:  # one run of frames per sequence of messages sharing their time and key
+            parts = []
+            index = 0
+            for (event_time, key), group in itertools.groupby(zip(times, keys, strict=True)):
+                size = sum(1 for _ in group)
+                run = payloads[index : index + size]
+                parts.append(session.message_run(stream_id, first + index, run, event_time, key))
+                index += size
+            data = b"".join(parts)
+        self.sent = stop
+        return data
+
+    def acked(self, point_of_ref: int) -> None:
+        """Forget the sent messages up to and including the id ``point_of_ref``."""
+        if point_of_ref == NONE_SEEN:
+            return
+        count = min(point_of_ref - self.first_id + 1, self.sent)
+        if count > 0:
+            self._drop(count)
+            self.sent -= count
+
+    def unsend(self) -> None:
+        """The connection is gone: every held message is pending again."""
+        self.sent = 0
+
+    def resume_at(self, point_of_ref: int) -> None:
+        """A new connection resumes after ``point_of_ref`` (the worker's NOTIFY_ACK): drop what
+        the worker has, and number what is left from there (from 0 for NONE_SEEN)."""
+        self.sent = 0
+        if point_of_ref == NONE_SEEN:
+            self.first_id = 0
+            return
+        self._drop(min(max(point_of_ref + 1 - self.first_id, 0), len(self.payloads)))
+        self.first_id = point_of_ref + 1
+
+    def _drop(self, count: int) -> None:
+        del self.payloads[:count]
+        del self.event_times[:count]
+        del self.keys[:count]
+        self.first_id += count

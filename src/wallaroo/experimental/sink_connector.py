@@ -21,6 +21,7 @@ Delivery, by mode:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from wallaroo.decorators import Decoder
 from wallaroo.errors import ConnectorError, StreamDecoderError
 from wallaroo.experimental.client_args import param_list, parse_connector_args
 from wallaroo.experimental.discovery import find_sink_connector
@@ -131,7 +133,8 @@ class SinkConnector:
         optional = param_list(optional_params, "optional_params")
         self.params = parse_connector_args(argv, required, optional)
         self.config = find_sink_connector(self.params.application, self.params.connector_name, argv)
-        self._decoder = self.config.decoder
+        decoder = self.config.decoder
+        self._decode = decoder.fn if type(decoder) is Decoder else decoder.decode  # as decode()
         self._buffer_size = int(buffer_size)
         self._factory: SinkFactory | None = None
         self._to_sinks = sink_factory is not None
@@ -220,11 +223,12 @@ class SinkConnector:
                 "sink_factory; read() has nothing to return (wait with join())"
             )
         payloads = inbox.take(max(1, max_count), timeout)
+        with contextlib.suppress(Exception):  # else again one by one, to find the bad one
+            return list(map(self._decode, payloads))
         values: list[Any] = []
-        decode = self._decoder.decode
         for index, payload in enumerate(payloads):
             try:
-                values.append(decode(payload))
+                values.append(self._decode(payload))
             except Exception as exc:
                 if values:
                     inbox.push_front(payloads[index:])

@@ -109,7 +109,11 @@ class Inbox:
                     raise ConnectorError("the sink connector is closed")
                 raise TimeoutError(f"no value arrived within {timeout} s")
             count = min(max_count, len(self._items))
-            batch = [self._items.popleft() for _ in range(count)]
+            if count == len(self._items):
+                batch = list(self._items)
+                self._items.clear()
+            else:
+                batch = [self._items.popleft() for _ in range(count)]
             self.taken += count
             wake = self._want_room and (
                 not self._items or len(self._items) + self._held <= self._capacity // 2

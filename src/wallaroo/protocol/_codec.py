@@ -8,6 +8,7 @@ that do not fit the layout being read.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Final, TypeVar
 
 from wallaroo.errors import FrameError
@@ -30,6 +31,7 @@ __all__ = [
     "clip",
     "long_str",
     "message_error",
+    "pack_messages",
     "short_bytes",
     "short_str",
 ]
@@ -47,6 +49,10 @@ MESSAGE_BODY: Final = struct.Struct(">QQqH")  # the same without length and type
 MESSAGE_FIXED: Final = MESSAGE_BODY.size  # body bytes before the key (26)
 
 MAX_SHORT: Final = 0xFFFF
+_MESSAGE_TYPE: Final = 5
+_ID_AT: Final = 13  # where a MESSAGE frame's message id starts
+_TEMPLATE_MIN: Final = 16  # fewer frames than this are packed one by one
+_TEMPLATE_MAX_PAYLOAD: Final = 32  # and so are larger payloads (one slice per payload byte)
 U32_MAX: Final = 2**32 - 1
 U64_MAX: Final = 2**64 - 1
 I64_MIN: Final = -(2**63)
@@ -92,6 +98,66 @@ def message_error(
     short_bytes(key or b"", "MESSAGE key")
     size = len(message or b"")
     return FrameError(f"MESSAGE frame of {size} payload bytes is too long for a u32 length")
+
+
+def pack_messages(
+    stream_id: int, ids: Sequence[int], payloads: Sequence[bytes], event_time: int, key: bytes
+) -> bytes:
+    """Return whole MESSAGE frames, one per payload, the i-th with the id ``ids[i]``, all with
+    ``event_time`` and ``key`` (``b""``: no key).
+
+    Many small payloads of one size (fixed-size records) are packed from a template: one frame
+    repeated, into which every byte position of the ids, then of the payloads, is written for
+    all frames at once by a slice assignment with a stride of one frame. Otherwise each frame
+    is packed on its own.
+
+    Raises:
+        struct.error: an id, the stream id or the event time does not fit its field, the key is
+            longer than 65535 bytes or a frame longer than a u32 counts (the caller names it).
+    """
+    count = len(payloads)
+    fixed = MESSAGE_FIXED + 1 + len(key)
+    if count >= _TEMPLATE_MIN:
+        size = len(payloads[0])
+        if size <= _TEMPLATE_MAX_PAYLOAD and min(map(len, payloads)) == size == max(
+            map(len, payloads)
+        ):
+            return _pack_from_template(stream_id, ids, payloads, event_time, key, size)
+    pack = MESSAGE_HEAD.pack
+    frames = [
+        pack(fixed + len(data), _MESSAGE_TYPE, stream_id, message_id, event_time, len(key))
+        + key
+        + data
+        for message_id, data in zip(ids, payloads, strict=True)
+    ]
+    return b"".join(frames)
+
+
+def _pack_from_template(
+    stream_id: int,
+    ids: Sequence[int],
+    payloads: Sequence[bytes],
+    event_time: int,
+    key: bytes,
+    size: int,
+) -> bytes:
+    count = len(payloads)
+    length = MESSAGE_FIXED + 1 + len(key) + size
+    template = (
+        MESSAGE_HEAD.pack(length, _MESSAGE_TYPE, stream_id, 0, event_time, len(key))
+        + key
+        + bytes(size)
+    )
+    frame = len(template)
+    frames = bytearray(template) * count
+    packed_ids = struct.pack(f">{count}Q", *ids)
+    for at in range(8):
+        frames[_ID_AT + at :: frame] = packed_ids[at::8]
+    data = b"".join(payloads)
+    start = MESSAGE_HEAD.size + len(key)
+    for at in range(size):
+        frames[start + at :: frame] = data[at::size]
+    return bytes(frames)
 
 
 def short_bytes(data: bytes, what: str) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from wallaroo.errors import FrameError, WallarooParameterError
 from wallaroo.protocol._codec import U32_MAX, clip
@@ -42,7 +42,7 @@ from wallaroo.protocol.frames import (
     NotifyAck,
     Ok,
 )
-from wallaroo.protocol.reader import FrameReader
+from wallaroo.protocol.reader import FrameReader, MessageRun
 from wallaroo.protocol.twopc import (
     CONTROL_STREAM_ID,
     ListUncommitted,
@@ -172,38 +172,45 @@ class SinkEndpointSession:
         if self._state == _CLOSED:
             return events
         try:
-            frames = self._reader.feed(data)
+            items = self._reader.feed_runs(data)
         except FrameError as exc:
             self._fail(f"malformed frame: {exc}", events)
             return events
-        batch = -1
-        offsets: list[int] = []
-        payloads: list[bytes] = []
-        for frame in frames:
+        for item in items:
             if self._state == _CLOSED:
                 return events
-            self._frames_received += 1
-            if (
-                self._state != _STREAMING
-                or type(frame) is not Message
-                or frame.stream_id == CONTROL_STREAM_ID
-            ):
-                batch = -1
-                self._handle(frame, events)
-            elif frame.stream_id not in self._streams:
-                self._fail(f"message on unregistered stream {frame.stream_id}", events)
-            elif frame.message is not None:
-                if frame.stream_id != batch:
-                    batch = frame.stream_id
-                    offsets, payloads = [], []
-                    events.append(Payloads(batch, offsets, payloads))
-                offsets.append(frame.message_id)
-                payloads.append(frame.message)
-                self._payloads += 1
-                self._payload_bytes += len(frame.message)
+            if not isinstance(item, MessageRun):
+                self._frames_received += 1
+                self._handle(item, events)
+            elif self._state != _STREAMING or item.stream_id == CONTROL_STREAM_ID:
+                for message in item.messages():  # 2PC frames, or a MESSAGE before HELLO
+                    if self._state == _CLOSED:
+                        return events
+                    self._frames_received += 1
+                    self._handle(message, events)
+            else:
+                self._output_run(item, events)
         if self._reader.error is not None and self._state != _CLOSED:
             self._fail(f"malformed frame: {self._reader.error}", events)
         return events
+
+    def _output_run(self, run: MessageRun, events: list[EndpointEvent]) -> None:
+        """Emit a run of output MESSAGEs as one :class:`Payloads` (empty payloads left out)."""
+        if run.stream_id not in self._streams:
+            self._frames_received += 1
+            self._fail(f"message on unregistered stream {run.stream_id}", events)
+            return
+        self._frames_received += len(run)
+        offsets, payloads = run.message_ids, run.payloads
+        if None in payloads:
+            kept = [i for i, payload in enumerate(payloads) if payload is not None]
+            offsets = [offsets[i] for i in kept]
+            payloads = [payloads[i] for i in kept]
+        if payloads:
+            output = cast(list[bytes], payloads)  # no None left
+            self._payloads += len(output)
+            self._payload_bytes += sum(map(len, output))
+            events.append(Payloads(run.stream_id, offsets, output))
 
     def statistics(self) -> EndpointStatistics:
         """Return a snapshot of the session's counters."""

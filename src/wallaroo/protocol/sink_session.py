@@ -12,12 +12,13 @@ offset, the last committed offset and the transaction in progress. The external 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
 from wallaroo.errors import ProtocolError
-from wallaroo.protocol._codec import MESSAGE_FIXED, MESSAGE_HEAD, U64_MAX, clip
+from wallaroo.protocol._codec import U64_MAX, clip, pack_messages
 from wallaroo.protocol.events import (
     SinkError,
     SinkReady,
@@ -32,7 +33,6 @@ from wallaroo.protocol.frames import (
     SINK_VERSION,
     Error,
     Frame,
-    FrameType,
     Hello,
     Message,
     Notify,
@@ -75,7 +75,6 @@ _NEW: Final = "new"
 _HANDSHAKE: Final = "handshake"
 _CONNECTED: Final = "connected"
 _CLOSED: Final = "closed"
-_MESSAGE: Final = int(FrameType.MESSAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,17 +207,13 @@ class WorkerSinkSession:
                 f"no output may be sent while transaction {self._pending[0]} is between phase 1 "
                 "and phase 2; hold it until phase2()"
             )
-        pack = MESSAGE_HEAD.pack
-        parts: list[bytes] = []
-        offset = self._offset
-        for payload in items:
-            if payload:
-                parts.append(pack(MESSAGE_FIXED + 1 + len(payload), _MESSAGE, 1, offset, 0, 0))
-                parts.append(payload)
-                offset += len(payload)
-        self._offset = offset
-        self._payloads_sent += len(parts) // 2
-        return b"".join(parts)
+        payloads = items if isinstance(items, list) else list(items)
+        if not all(payloads):
+            payloads = [payload for payload in payloads if payload]
+        offsets = list(itertools.accumulate(map(len, payloads), initial=self._offset))
+        self._offset = offsets.pop()  # the end of the last payload
+        self._payloads_sent += len(payloads)
+        return pack_messages(OUTPUT_STREAM_ID, offsets, payloads, 0, b"")
 
     def txn_id(self, checkpoint_id: int) -> str:
         """Return the transaction id of ``checkpoint_id``: ``<stream_name>:c_id=<id>``."""

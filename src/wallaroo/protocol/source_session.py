@@ -15,6 +15,8 @@ session closes, at its last processed point of reference (its last acked one wit
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -38,12 +40,11 @@ from wallaroo.protocol.frames import (
     Error,
     Frame,
     Hello,
-    Message,
     Notify,
     NotifyAck,
     Ok,
 )
-from wallaroo.protocol.reader import FrameReader
+from wallaroo.protocol.reader import FrameReader, MessageRun, RunItem
 from wallaroo.protocol.stream_registry import RegistryStatistics, StreamRegistry
 
 __all__ = [
@@ -182,55 +183,51 @@ class SourceSession:
         if self._state == _CLOSED:
             return events
         try:
-            frames = self._reader.feed(data)
+            items = self._reader.feed_runs(data)
         except FrameError as exc:
             self._fail(f"malformed frame: {exc}", events)
             return events
-        self._handle(frames, events)
+        for item in items:
+            if self._state != _STREAMING:
+                if self._state == _CLOSED:
+                    return events
+                self._frames_received += 1
+                self._handshake(item, events)
+            elif isinstance(item, MessageRun):
+                self._messages(item, events)
+            else:
+                self._frames_received += 1
+                self._credits -= 1
+                self._control(item, events)
         if self._reader.error is not None and self._state != _CLOSED:
             self._fail(f"malformed frame: {self._reader.error}", events)
         return events
 
-    def _handle(self, frames: list[Frame], events: list[SourceEvent]) -> None:
-        streams = self._streams
-        batch: _Stream | None = None
-        ids: list[int] = []
-        times: list[int] = []
-        keys: list[bytes | None] = []
-        payloads: list[bytes | None] = []
-        for frame in frames:
-            if self._state != _STREAMING:
-                if self._state == _CLOSED:
-                    return
-                self._frames_received += 1
-                self._handshake(frame, events)
-                continue
+    def _messages(self, run: MessageRun, events: list[SourceEvent]) -> None:
+        """Deliver a run of MESSAGEs of one stream as one event, without the ids already seen."""
+        stream = self._streams.get(run.stream_id)
+        if stream is None or stream.closing:
             self._frames_received += 1
             self._credits -= 1
-            if type(frame) is not Message:
-                batch = None
-                self._control(frame, events)
-                continue
-            stream = streams.get(frame.stream_id)
-            if stream is None or stream.closing:
-                self._fail(f"message on unregistered stream {frame.stream_id}", events)
-                return
-            last_seen = stream.last_seen
-            if last_seen is not None and frame.message_id <= last_seen:
-                self._duplicates += 1
-                continue
-            stream.last_seen = frame.message_id
-            if stream is not batch:
-                batch = stream
-                ids, times, keys, payloads = [], [], [], []
-                events.append(Messages(stream.stream_id, ids, times, keys, payloads))
-            ids.append(frame.message_id)
-            times.append(frame.event_time)
-            keys.append(frame.key)
-            payloads.append(frame.message)
-            self._delivered += 1
+            self._fail(f"message on unregistered stream {run.stream_id}", events)
+            return
+        count = len(run)
+        self._frames_received += count
+        self._credits -= count
+        ids = run.message_ids
+        last_seen = stream.last_seen
+        if (last_seen is None or ids[0] > last_seen) and _increasing(ids):
+            event = Messages(stream.stream_id, ids, run.event_times, run.keys, run.payloads)
+        else:
+            event = _without_seen(stream.stream_id, run, last_seen)
+        kept = len(event.message_ids)
+        self._duplicates += count - kept
+        if kept:
+            stream.last_seen = event.message_ids[-1]
+            self._delivered += kept
+            events.append(event)
 
-    def _handshake(self, frame: Frame, events: list[SourceEvent]) -> None:
+    def _handshake(self, frame: RunItem, events: list[SourceEvent]) -> None:
         if not isinstance(frame, Hello):
             self._fail(f"expected HELLO first, got {frame.TYPE.name}", events)
         elif frame.version != self._version:
@@ -416,3 +413,24 @@ class SourceSession:
         self._errors += 1
         self._release_streams()
         events.append(SessionClosed(reason, error=True))
+
+
+def _increasing(ids: list[int]) -> bool:
+    """True if every id is larger than the one before it (checked at C speed)."""
+    return all(map(operator.lt, ids, itertools.islice(ids, 1, None)))
+
+
+def _without_seen(stream_id: int, run: MessageRun, last_seen: int | None) -> Messages:
+    """The run without the messages whose id is not above every id seen before it."""
+    event = Messages(stream_id, [], [], [], [])
+    for message_id, event_time, key, payload in zip(
+        run.message_ids, run.event_times, run.keys, run.payloads, strict=True
+    ):
+        if last_seen is not None and message_id <= last_seen:
+            continue
+        last_seen = message_id
+        event.message_ids.append(message_id)
+        event.event_times.append(event_time)
+        event.keys.append(key)
+        event.payloads.append(payload)
+    return event

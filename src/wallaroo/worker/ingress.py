@@ -1,7 +1,9 @@
 """Sources of the worker: connector sources and framed TCP sources listen, generators run.
 
 Each connection is an :class:`asyncio.Protocol`: bytes arrive in ``data_received``, are cut into
-a batch, and the batch goes through the engine before the callback returns. A connection whose
+messages, and these go through the engine before the callback returns, in batches of at most
+:data:`MAX_BATCH` (each batch's output is handed to the sinks before the next batch starts, so a
+large read does not hold its first messages back until its last are done). A connection whose
 peer misbehaves is answered (an ERROR frame for connectors), logged in one line and closed; the
 worker and its other connections carry on.
 """
@@ -19,9 +21,11 @@ from typing import Any, cast
 from wallaroo.configs import SourceConnectorConfig, TCPSourceConfig
 from wallaroo.decorators import Decoder
 from wallaroo.engine.local import LocalEngine
+from wallaroo.errors import FrameError
 from wallaroo.plan.physical import SourcePlan
 from wallaroo.protocol.events import Messages, SessionClosed, StreamClosed, StreamOpened
 from wallaroo.protocol.frames import Restart
+from wallaroo.protocol.reader import HeaderReader, LengthPrefixedReader
 from wallaroo.protocol.source_session import SourceSession
 from wallaroo.protocol.stream_registry import StreamRegistry
 from wallaroo.worker.flow import Gate
@@ -29,6 +33,8 @@ from wallaroo.worker.flow import Gate
 __all__ = ["ConnectorSourceListener", "IngressStatistics", "TCPSourceListener"]
 
 ACK_INTERVAL = 0.2
+MAX_BATCH = 1024
+"""The most messages handed to the engine at once (a socket read holds up to 256 KiB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,17 +261,22 @@ class _ConnectorConnection(asyncio.Protocol):
         if self.needs_keys:
             keys = [None if k is None else k.decode("utf-8", "surrogateescape") for k in raw_keys]
         times = self._event_times(event, payloads) if self.timed else None
-        if payloads:
+        for start in range(0, len(payloads), MAX_BATCH):
+            stop = start + MAX_BATCH
             try:
                 self.process(
-                    payloads, keys, times=times, stream_id=event.stream_id, message_ids=ids_kept
+                    _part(payloads, start, stop),
+                    None if keys is None else _part(keys, start, stop),
+                    times=None if times is None else _part(times, start, stop),
+                    stream_id=event.stream_id,
+                    message_ids=_part(ids_kept, start, stop),
                 )
             except Exception:
                 self.listener.errors += 1
                 self.listener.log.exception(
                     "internal error while processing stream %d from %s", event.stream_id, self.peer
                 )
-            self.listener.messages += len(payloads)
+        self.listener.messages += len(payloads)
         self.session.processed(event.stream_id, ids[-1])
 
     def _event_times(self, event: Messages, payloads: list[Any]) -> list[int]:
@@ -313,12 +324,11 @@ class TCPSourceListener(_Listener):
             raise TypeError(f"source {plan.name!r} is not a TCP source")
         decoder = config.decoder
         self.header_length = int(decoder.header_length())
-        self.payload_length: Callable[[memoryview], int]
+        self.read_header: HeaderReader
         if isinstance(decoder, Decoder):
-            unpack = struct.Struct(decoder.length_fmt).unpack_from
-            self.payload_length = lambda header: int(unpack(header)[0])
+            self.read_header = struct.Struct(decoder.length_fmt).unpack_from
         else:
-            self.payload_length = lambda header: int(decoder.payload_length(bytes(header)))
+            self.read_header = _custom_header(decoder.payload_length, self.header_length)
 
     def _protocol(self) -> asyncio.Protocol:
         return _FramedConnection(self)
@@ -327,7 +337,9 @@ class TCPSourceListener(_Listener):
 class _FramedConnection(asyncio.Protocol):
     def __init__(self, listener: TCPSourceListener) -> None:
         self.listener = listener
-        self.buffer = bytearray()
+        self.reader = LengthPrefixedReader(
+            listener.header_length, listener.read_header, listener.max_frame_size
+        )
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.process = listener.runner.run
@@ -340,37 +352,22 @@ class _FramedConnection(asyncio.Protocol):
         self.listener.connections_total += 1
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buffer
-        buf += data
-        hl = self.listener.header_length
-        length_of = self.listener.payload_length
-        limit = self.listener.max_frame_size
-        payloads: list[bytes] = []
-        pos, end = 0, len(buf)
-        view = memoryview(buf)
+        if self.reader.error is not None:  # closing after a bad frame
+            return
         try:
-            while end - pos >= hl:
-                n = length_of(view[pos : pos + hl])
-                if n < 0 or n > limit:
-                    self._bad(f"frame length {n} is outside 0..{limit}")
-                    return
-                if end - pos - hl < n:
-                    break
-                start = pos + hl
-                payloads.append(bytes(view[start : start + n]))
-                pos = start + n
-        finally:
-            view.release()
-        del buf[:pos]
-        if payloads:
+            payloads = self.reader.feed(data)
+        except FrameError as exc:
+            self._bad(str(exc))
+            return
+        for start in range(0, len(payloads), MAX_BATCH):
             try:
-                self.process(payloads)
+                self.process(_part(payloads, start, start + MAX_BATCH))
             except Exception:
                 self.listener.errors += 1
                 self.listener.log.exception(
                     "internal error while processing input from %s", self.peer
                 )
-            self.listener.messages += len(payloads)
+        self.listener.messages += len(payloads)
         if self.transport is not None:
             self.listener.gate.hold(self.transport)
 
@@ -382,19 +379,32 @@ class _FramedConnection(asyncio.Protocol):
             self.peer,
             reason,
         )
-        self.buffer.clear()
         if self.transport is not None:
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.buffer:
+        if self.reader.pending and self.reader.error is None:
             self.listener.log.warning(
                 "TCP source '%s' from %s closed with %d bytes of an incomplete frame",
                 self.listener.plan.name,
                 self.peer,
-                len(self.buffer),
+                self.reader.pending,
             )
         self.listener.connections.discard(self)
         if self.transport is not None:
             self.listener.gate.forget(self.transport)
         self.transport = None
+
+
+def _part(items: list[Any], start: int, stop: int) -> list[Any]:
+    """``items[start:stop]``, without a copy when that is all of them."""
+    return items if start == 0 and stop >= len(items) else items[start:stop]
+
+
+def _custom_header(payload_length: Callable[[bytes], int], header_length: int) -> HeaderReader:
+    """A :data:`HeaderReader` over a decoder's own ``payload_length(header_bytes)``."""
+
+    def read_header(data: bytes, offset: int) -> tuple[int, ...]:
+        return (int(payload_length(data[offset : offset + header_length])),)
+
+    return read_header
