@@ -4,6 +4,7 @@ import pickle
 
 import pytest
 
+import wallaroo.serialization
 from wallaroo.engine.state import StateStore
 from wallaroo.errors import CheckpointError
 from wallaroo.resilience.state_codec import decode_group, encode_group, group_blobs
@@ -79,6 +80,36 @@ def test_state_groups_round_trip_with_any_serializer():
         encode_group({"a": Total()}, lambda s: "text")
     with pytest.raises(CheckpointError, match="truncated"):
         decode_group(b"\x00\x00\x00\x05ab", pickle.loads)
+
+
+def test_the_default_serializer_pickles_a_group_in_one_call():
+    """With pickle as the serializer a group is one pickled dict (byte 0x80 first), smaller than
+    the key-by-key layout that an application's own serializer gets; both decode alike."""
+    states = {f"k{i}": Total() for i in range(100)}
+    for i, state in enumerate(states.values()):
+        state.n = i
+    whole = encode_group(states, wallaroo.serialization.serialize)
+    per_key = encode_group(states, pickle.dumps)  # not the default function: key by key
+    assert whole[:1] == b"\x80" and per_key[:1] == b"\x00"
+    assert len(whole) < len(per_key) / 2
+    for blob in (whole, per_key):
+        assert {k: v.n for k, v in decode_group(blob, pickle.loads).items()} == {
+            k: v.n for k, v in states.items()
+        }
+    with pytest.raises(CheckpointError, match="not a dict"):
+        decode_group(pickle.dumps([1, 2]), pickle.loads)
+    with pytest.raises(CheckpointError, match="does not unpickle"):
+        decode_group(whole[:-3], pickle.loads)
+
+
+def test_an_unpicklable_state_is_named_by_its_key():
+    states = {"fine": Total(), "bad": Total()}
+    states["bad"].n = lambda: 0  # type: ignore[assignment]
+    with pytest.raises(Exception, match="lambda"):
+        wallaroo.serialization.serialize(states["bad"])
+    # the whole-group pickle fails; the key-by-key retry fails on 'bad', and says so
+    with pytest.raises(CheckpointError, match="serialize\\(\\) failed for key 'bad'"):
+        encode_group(states, wallaroo.serialization.serialize)
 
 
 def test_a_large_state_round_trips(tmp_path):
