@@ -266,7 +266,16 @@ class Checkpointer:
         checkpoint_id = self._next_id
         self._next_id += 1
         self._attempts += 1
-        manifest, blobs = self._snapshot(checkpoint_id)
+        try:
+            manifest, blobs = self._snapshot(checkpoint_id)
+        except CheckpointError as exc:  # a state that cannot be serialised: try again later
+            self._aborted += 1
+            self.log.error(
+                "checkpoint %d failed: %s; nothing is acknowledged until a checkpoint succeeds",
+                checkpoint_id,
+                exc,
+            )
+            return False
         txns = {sink.name: manifest["sinks"][sink.name]["txn"] for sink in self.sinks}
         self._maybe_crash("before-phase1")
         votes = await asyncio.gather(*(s.prepare(checkpoint_id, VOTE_TIMEOUT) for s in self.sinks))
@@ -309,9 +318,17 @@ class Checkpointer:
         generators = {}
         for gen in self.generators:
             started, value = gen.position()
-            encoded = (
-                None if value is None else base64.b64encode(self.serialize(value)).decode("ascii")
-            )
+            try:
+                encoded = (
+                    None
+                    if value is None
+                    else base64.b64encode(self.serialize(value)).decode("ascii")
+                )
+            except Exception as exc:
+                raise CheckpointError(
+                    f"serialize() failed for the next value of generator source "
+                    f"'{gen.plan.name}': {type(exc).__name__}: {exc}"
+                ) from exc
             generators[gen.plan.name] = {"started": started, "next": encoded}
         manifest = {
             "id": checkpoint_id,
