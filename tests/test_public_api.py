@@ -80,6 +80,8 @@ OPTIONAL = [
     "uvloop",
     "ray",
     "hypothesis",
+    "starlette",
+    "uvicorn",
 ]
 
 

@@ -47,7 +47,8 @@ worker options:
                                 start from the previous checkpoint if the latest is damaged
   --metrics, -m HOST:PORT       send metrics to the original's metrics hub (its UI) at HOST:PORT
   --metrics-http [HOST:]PORT    serve the dashboard, /metrics (Prometheus) and /api/stats on
-                                HOST:PORT (127.0.0.1 when only a port is given)
+                                HOST:PORT (127.0.0.1 when only a port is given; needs
+                                pip install 'wallaroo-py[metrics]')
   --control -c, --data -d, --my-control -x, --my-data -y, --join -j HOST:PORT
                                 cluster addresses of the original (ignored by the embedded backend)
   --external, -e HOST:PORT      external channel address (with --backend ray: the control port

@@ -1,10 +1,15 @@
-"""A small HTTP/1.1 server for read-only GET endpoints, on the worker's event loop.
+"""The metrics endpoint's web layer: Starlette routes served by uvicorn on the worker's loop.
 
-It serves what a metrics endpoint needs and nothing more: ``GET`` and ``HEAD`` of fixed paths
-(a query string is parsed and passed on), one request per connection (``Connection: close``),
-no request bodies. Requests are bounded: the head must arrive within ``HEAD_TIMEOUT_S`` and fit
-in ``MAX_HEAD`` bytes, else the connection gets 408 or 431 and is closed. Handlers are plain
-functions that return a :class:`Response`; an exception in one becomes a 500 and a log line.
+Handlers are plain functions from :class:`Request` to :class:`Response` (this module's own
+records, so the rest of the metrics code knows nothing of the framework). :class:`HttpServer`
+turns them into a Starlette application of ``GET``/``HEAD`` routes and serves it with uvicorn
+on the running event loop: no thread, no signal handlers of its own (the worker keeps its own),
+no logging configuration of its own. Starlette answers unknown paths (404) and other methods
+(405 with ``Allow``); uvicorn (h11) answers malformed requests (400) and bounds request heads to
+``MAX_HEAD`` bytes. An exception in a handler becomes a 500 and one log line.
+
+Both are in the ``metrics`` extra (``pip install 'wallaroo-py[metrics]'``) and imported only
+when an HTTP endpoint is started.
 """
 
 from __future__ import annotations
@@ -12,28 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any
 
-__all__ = ["HEAD_TIMEOUT_S", "MAX_HEAD", "Handler", "HttpServer", "Request", "Response"]
+from wallaroo.errors import ConfigurationError
+
+__all__ = ["MAX_HEAD", "Handler", "HttpServer", "Request", "Response"]
 
 MAX_HEAD = 16 * 1024
-HEAD_TIMEOUT_S = 10.0
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-}
+"""The largest request head (request line and headers) accepted, in bytes."""
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 2
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A parsed request head."""
+    """What a handler sees of a request."""
 
     method: str
     path: str
@@ -54,52 +55,28 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
-def _text(status: int, message: str) -> Response:
-    return Response((message + "\n").encode(), status=status)
-
-
-def parse_head(head: bytes) -> Request:
-    """Parse a request line and headers (without the final blank line).
-
-    Raises:
-        ValueError: the head is not an HTTP/1.x request; the message is the reason.
-    """
+def _import_framework() -> tuple[Any, Any]:
+    """``(starlette modules, uvicorn)``, or a ConfigurationError naming the extra."""
     try:
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, version = lines[0].split(" ")
-    except ValueError:
-        raise ValueError("malformed request line") from None
-    if not version.startswith("HTTP/1."):
-        raise ValueError(f"unsupported version {version}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise ValueError("malformed header line")
-        headers[name.lower()] = value.strip()
-    parts = urlsplit(target)
-    if not parts.path.startswith("/"):
-        raise ValueError("the target must be an absolute path")
-    return Request(method, unquote(parts.path), dict(parse_qsl(parts.query)), headers)
+        import starlette.applications
+        import starlette.responses
+        import starlette.routing
+        import uvicorn
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--metrics-http needs Starlette and uvicorn ({exc}); install them with: "
+            "pip install 'wallaroo-py[metrics]'"
+        ) from exc
+    return starlette, uvicorn
 
 
-def encode_response(response: Response, *, head_only: bool = False) -> bytes:
-    """The bytes of ``response`` (``Content-Length`` included, the body left out for HEAD)."""
-    reason = _REASONS.get(response.status, "Unknown")
-    lines = [
-        f"HTTP/1.1 {response.status} {reason}",
-        f"Content-Type: {response.content_type}",
-        f"Content-Length: {len(response.body)}",
-        "Connection: close",
-        "X-Content-Type-Options: nosniff",
-        *(f"{name}: {value}" for name, value in response.headers),
-    ]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + response.body
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=64)
 
 
 class HttpServer:
-    """Serves ``routes`` (path -> handler) until :meth:`stop`.
+    """Serves ``routes`` (exact path -> handler) until :meth:`stop`.
 
     Args:
         routes: exact paths and their handlers.
@@ -109,60 +86,98 @@ class HttpServer:
     def __init__(self, routes: Mapping[str, Handler], log: logging.Logger) -> None:
         self.routes = dict(routes)
         self.log = log
-        self._server: asyncio.Server | None = None
         self.address: tuple[str, int] = ("", 0)
         self.requests = 0
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Listen on ``host:port`` (0 picks a free port); return the bound address.
+        """Listen on ``host:port`` (0 picks a free port); return the bound address once the
+        server accepts requests.
 
         Raises:
             OSError: the address cannot be bound.
+            ConfigurationError: Starlette or uvicorn is not installed (names the extra).
         """
-        self._server = await asyncio.start_server(
-            self._serve, host, port, reuse_address=True, limit=MAX_HEAD
+        starlette, uvicorn = _import_framework()
+        app = starlette.applications.Starlette(
+            routes=[
+                starlette.routing.Route(path, self._endpoint(handler, starlette), methods=["GET"])
+                for path, handler in self.routes.items()
+            ]
         )
-        self.address = self._server.sockets[0].getsockname()[:2]
+        config = uvicorn.Config(
+            app,
+            http="h11",
+            ws="none",
+            lifespan="off",
+            log_config=None,  # the worker's logging stays as it is
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=STOP_TIMEOUT_S,
+            h11_max_incomplete_event_size=MAX_HEAD,
+        )
+        sock = _listen(host, port)
+        self.address = sock.getsockname()[:2]
+        server = _embedded_server(config)
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="metrics http")
+        deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
+        while not server.started:
+            if self._task.done():  # it failed to start: raise its error
+                self._task.result()
+                raise OSError(f"the metrics endpoint on {host}:{port} stopped at once")
+            if asyncio.get_running_loop().time() > deadline:
+                raise OSError(f"the metrics endpoint on {host}:{port} did not start")
+            await asyncio.sleep(0.01)
         return self.address
 
     async def stop(self) -> None:
-        """Stop listening; requests being answered finish."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Stop listening; requests being answered finish (for up to 2 s)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
-    def dispatch(self, request: Request) -> Response:
-        """The response to ``request`` (404, 405 and 500 included)."""
-        if request.method not in ("GET", "HEAD"):
-            return Response(b"only GET and HEAD\n", status=405, headers=(("Allow", "GET, HEAD"),))
-        handler = self.routes.get(request.path)
-        if handler is None:
-            return _text(404, f"no such page: {request.path}")
+    def dispatch(self, handler: Handler, request: Request) -> Response:
+        """``handler``'s response to ``request``; a 500 and a log line if it raises."""
         try:
             return handler(request)
         except Exception:
             self.log.exception("metrics endpoint %s failed", request.path)
-            return _text(500, "internal error; see the worker's log")
+            return Response(b"internal error; see the worker's log\n", status=500)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head_only = False
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
-            request = parse_head(head[:-4])
-            head_only = request.method == "HEAD"
-            response = self.dispatch(request)
-        except TimeoutError:
-            response = _text(408, "the request took too long")
-        except asyncio.LimitOverrunError:
-            response = _text(431, f"the request head is over {MAX_HEAD} bytes")
-        except asyncio.IncompleteReadError:
-            writer.close()  # the client went away before finishing its request
-            return
-        except ValueError as exc:
-            response = _text(400, str(exc))
-        self.requests += 1
-        with contextlib.suppress(ConnectionError):
-            writer.write(encode_response(response, head_only=head_only))
-            await writer.drain()
-        writer.close()
+    def _endpoint(self, handler: Handler, starlette: Any) -> Callable[[Any], Any]:
+        async def endpoint(request: Any) -> Any:
+            self.requests += 1
+            query = dict(request.query_params)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            response = self.dispatch(
+                handler, Request(request.method, request.url.path, query, headers)
+            )
+            return starlette.responses.Response(
+                response.body,
+                response.status,
+                {"X-Content-Type-Options": "nosniff", **dict(response.headers)},
+                media_type=response.content_type,
+            )
+
+        return endpoint
+
+
+def _embedded_server(config: Any) -> Any:
+    """A uvicorn server without its signal handling: the worker handles SIGINT and SIGTERM
+    and stops the endpoint itself."""
+    _, uvicorn = _import_framework()
+    base: type = uvicorn.Server
+
+    class EmbeddedServer(base):  # type: ignore[misc]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return EmbeddedServer(config)
