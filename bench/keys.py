@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-import logging
 import os
 import tempfile
 import time
@@ -25,10 +24,8 @@ from bench import proc, workloads
 from bench.apps import word_count
 from bench.inprocess import ARGS, BATCH, CheckError
 from wallaroo.resilience.state_codec import group_blobs
-from wallaroo.resilience.store import CheckpointStore
-from wallaroo.serialization import deserialize, serialize
+from wallaroo.serialization import serialize
 from wallaroo.testing import Harness
-from wallaroo.worker.checkpointing import Checkpointer
 
 STATE = "count word"
 
@@ -73,35 +70,19 @@ def measure_keys(size: int) -> dict[str, Any]:
     return result
 
 
-def _checkpointer(h: Harness, directory: Path) -> Checkpointer:
-    return Checkpointer(
-        app_name=h.plan.app_name,
-        worker_name="bench",
-        engine=h.engine,
-        store=CheckpointStore(directory),
-        sources=[],
-        generators=[],
-        sinks=[],
-        serialize=serialize,
-        deserialize=deserialize,
-        interval_s=3600.0,
-        log=logging.getLogger("bench.checkpoint"),
-    )
-
-
 def _checkpoint(h: Harness, size: int) -> dict[str, Any]:
     store = h.engine.states[STATE]
     t0 = time.perf_counter()
     nbytes = sum(len(blob) for _, blob in group_blobs(store, serialize))
     snapshot_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="wallaroo-bench-") as tmp:
-        checkpointer = _checkpointer(h, Path(tmp))
+        checkpointer = h.checkpointer(Path(tmp))
         if not asyncio.run(checkpointer.checkpoint()):
             raise CheckError("the checkpoint was not committed")
         stats = checkpointer.statistics()
         fresh = Harness(word_count, ARGS)
         t0 = time.perf_counter()
-        restored_id = _checkpointer(fresh, Path(tmp)).recover()
+        restored_id = fresh.restore(Path(tmp))
         recover_s = time.perf_counter() - t0
     states = fresh.engine.states[STATE].states
     if restored_id != stats.last_committed or len(states) != size:

@@ -6,7 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from connector_helpers import Procs, UdpPeer
+from connector_apps import UNIT_APP
+from connector_helpers import Procs, UdpPeer, write_module
+from fake_connector_worker import FakeWorker
+
+import wallaroo.experimental as wx
 
 
 @pytest.fixture
@@ -25,3 +29,29 @@ def udp() -> Iterator[list[UdpPeer]]:
     yield peers
     for peer in peers:
         peer.close()
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The unit-test application ``unit_app`` (connector ``feed``), importable from here."""
+    write_module(tmp_path, "unit_app", UNIT_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def worker(app: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorker]:
+    """A fake worker that ``unit_app``'s ``feed`` connector connects to."""
+    fake = FakeWorker()
+    monkeypatch.setenv("FEED_PORT", str(fake.port))
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def connectors() -> Iterator[list[wx.SourceConnector]]:
+    """Append the ``SourceConnector`` objects a test makes; they are closed at the end."""
+    made: list[wx.SourceConnector] = []
+    yield made
+    for connector in made:
+        connector.close(timeout=1.0)

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from connector_apps import UNIT_APP
-from connector_helpers import Procs, Proxy, free_port, write_module
+from connector_helpers import Procs, Proxy, free_port
 from fake_connector_worker import FakeWorker
 
 import wallaroo.experimental as wx
@@ -24,29 +21,6 @@ FEED_ID = int.from_bytes(hashlib.sha256(b"feed").digest()[:8], "big")
 
 def args(*extra: str) -> list[str]:
     return ["prog", "--application-module", "unit_app", "--connector", "feed", *extra]
-
-
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_module(tmp_path, "unit_app", UNIT_APP)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
-def worker(app: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorker]:
-    fake = FakeWorker()
-    monkeypatch.setenv("FEED_PORT", str(fake.port))
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def connectors() -> Iterator[list[wx.SourceConnector]]:
-    made: list[wx.SourceConnector] = []
-    yield made
-    for connector in made:
-        connector.close(timeout=1.0)
 
 
 def connector(made: list[wx.SourceConnector], *extra: str) -> wx.SourceConnector:

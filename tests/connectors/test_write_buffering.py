@@ -9,12 +9,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from connector_apps import UNIT_APP
-from connector_helpers import write_module
 from fake_connector_worker import FakeWorker
 
 import wallaroo.experimental as wx
@@ -25,45 +22,22 @@ pytestmark = pytest.mark.timeout(30)
 ARGS = ["prog", "--application-module", "unit_app", "--connector", "feed"]
 
 
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_module(tmp_path, "unit_app", UNIT_APP)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
-def worker(app: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorker]:
-    fake = FakeWorker()
-    monkeypatch.setenv("FEED_PORT", str(fake.port))
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def made() -> Iterator[list[wx.SourceConnector]]:
-    connectors: list[wx.SourceConnector] = []
-    yield connectors
-    for connector in connectors:
-        connector.close(timeout=1.0)
-
-
-def connected(made: list[wx.SourceConnector], linger: float) -> wx.SourceConnector:
+def connected(connectors: list[wx.SourceConnector], linger: float) -> wx.SourceConnector:
     connector = wx.SourceConnector(ARGS, linger=linger)
-    made.append(connector)
+    connectors.append(connector)
     connector.connect()
     return connector
 
 
-def test_with_linger_zero_write_sends_before_it_returns(worker, made) -> None:
-    conn = connected(made, linger=0)
+def test_with_linger_zero_write_sends_before_it_returns(worker, connectors) -> None:
+    conn = connected(connectors, linger=0)
     conn.write("now")
     assert conn.statistics().pending == 0
     worker.wait(lambda: worker.payloads() == [b"now"])
 
 
-def test_a_written_message_waits_for_flush_poll_or_write_many(worker, made) -> None:
-    conn = connected(made, linger=60)
+def test_a_written_message_waits_for_flush_poll_or_write_many(worker, connectors) -> None:
+    conn = connected(connectors, linger=60)
     conn.write("a")
     time.sleep(0.2)
     assert conn.statistics().pending == 1
@@ -80,8 +54,8 @@ def test_a_written_message_waits_for_flush_poll_or_write_many(worker, made) -> N
     assert worker.ids() == [0, 1, 2, 3, 4]
 
 
-def test_the_connectors_thread_sends_a_message_after_linger(worker, made) -> None:
-    conn = connected(made, linger=0.05)
+def test_the_connectors_thread_sends_a_message_after_linger(worker, connectors) -> None:
+    conn = connected(connectors, linger=0.05)
     started = time.monotonic()
     conn.write("alone")
     worker.wait(lambda: worker.payloads() == [b"alone"], timeout=5)
@@ -89,8 +63,8 @@ def test_the_connectors_thread_sends_a_message_after_linger(worker, made) -> Non
     assert conn.statistics().pending == 0
 
 
-def test_a_full_buffer_is_sent_by_the_write_that_fills_it(worker, made) -> None:
-    conn = connected(made, linger=60)
+def test_a_full_buffer_is_sent_by_the_write_that_fills_it(worker, connectors) -> None:
+    conn = connected(connectors, linger=60)
     for i in range(BUFFER_MESSAGES - 1):
         conn.write(str(i))
     assert conn.statistics().pending == BUFFER_MESSAGES - 1
@@ -101,16 +75,16 @@ def test_a_full_buffer_is_sent_by_the_write_that_fills_it(worker, made) -> None:
     assert conn.statistics().pending == 0
 
 
-def test_close_sends_what_is_buffered_then_ends_the_stream(worker, made) -> None:
-    conn = connected(made, linger=60)
+def test_close_sends_what_is_buffered_then_ends_the_stream(worker, connectors) -> None:
+    conn = connected(connectors, linger=60)
     conn.write("before the end", event_time=5, key="k")
     conn.close()
     worker.wait(lambda: worker.ended == [conn.stream_id])
     assert worker.messages == [(conn.stream_id, 0, b"k", b"before the end")]
 
 
-def test_the_connectors_thread_reconnects_after_a_cut(worker, made) -> None:
-    conn = connected(made, linger=0.01)
+def test_the_connectors_thread_reconnects_after_a_cut(worker, connectors) -> None:
+    conn = connected(connectors, linger=0.01)
     conn.write("one")
     worker.wait(lambda: len(worker.messages) == 1)
     worker.cut()  # noticed by the thread while it reads ACKs, or when it sends "two"
@@ -120,8 +94,10 @@ def test_the_connectors_thread_reconnects_after_a_cut(worker, made) -> None:
     assert conn.statistics().reconnects == 1
 
 
-def test_an_error_met_by_the_connectors_thread_is_raised_by_the_next_call(worker, made) -> None:
-    conn = connected(made, linger=0.01)
+def test_an_error_met_by_the_connectors_thread_is_raised_by_the_next_call(
+    worker, connectors
+) -> None:
+    conn = connected(connectors, linger=0.01)
     conn.write("first")
     worker.wait(lambda: len(worker.messages) == 1)
     worker.send_error("go away")
@@ -134,14 +110,14 @@ def test_an_error_met_by_the_connectors_thread_is_raised_by_the_next_call(worker
         conn.write("after")
 
 
-def test_close_does_not_wait_for_credits_the_thread_is_waiting_for(app, monkeypatch, made):
+def test_close_does_not_wait_for_credits_the_thread_is_waiting_for(app, monkeypatch, connectors):
     fake = FakeWorker(max_credits=10, refill_credits=3)
     fake.acking = False  # no ACK, so no credits after the first 10 (one went to NOTIFY)
     monkeypatch.setenv("FEED_PORT", str(fake.port))
     monkeypatch.setenv("FEED_CREDITS", "10")
     monkeypatch.setenv("FEED_REFILL", "3")
     try:
-        conn = connected(made, linger=0.01)
+        conn = connected(connectors, linger=0.01)
         for i in range(15):
             conn.write(str(i))
         fake.wait(lambda: len(fake.messages) == 9)

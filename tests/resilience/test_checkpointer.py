@@ -1,9 +1,9 @@
-"""The worker's Checkpointer on an in-process engine: a state that cannot be serialised fails
-that checkpoint (logged, counted, nothing committed) and the next one succeeds once it can."""
+"""The worker's Checkpointer through ``Harness.checkpoint``/``restore``: state round-trips, and
+a state that cannot be serialised fails that checkpoint (logged with its key, nothing
+committed) while the next one succeeds once it can."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import struct
 import sys
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from wallaroo.errors import CheckpointError
 from wallaroo.resilience.store import CheckpointStore
-from wallaroo.serialization import deserialize, serialize
 from wallaroo.testing import Harness
-from wallaroo.worker.checkpointing import Checkpointer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "alphabet"))
 import alphabet
@@ -22,39 +21,27 @@ import alphabet
 ARGS = ["--in", "127.0.0.1:7010", "--out", "127.0.0.1:7002"]
 
 
-def checkpointer(h: Harness, directory: Path) -> Checkpointer:
-    return Checkpointer(
-        app_name=h.plan.app_name,
-        worker_name="w",
-        engine=h.engine,
-        store=CheckpointStore(directory),
-        sources=[],
-        generators=[],
-        sinks=[],
-        serialize=serialize,
-        deserialize=deserialize,
-        interval_s=3600.0,
-        log=logging.getLogger("test.checkpoint"),
-    )
-
-
 def test_an_unserialisable_state_fails_one_checkpoint_and_the_next_one_succeeds(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     h = Harness(alphabet, ARGS)
     h.push(0, [struct.pack(">sI", b"a", 3), struct.pack(">sI", b"b", 4)])
-    ck = checkpointer(h, tmp_path)
     state = h.engine.states["letter state"].states["b"]
     state.handle = lambda: None  # not picklable
-    with caplog.at_level(logging.ERROR, logger="test.checkpoint"):
-        assert asyncio.run(ck.checkpoint()) is False
+    with (
+        caplog.at_level(logging.ERROR, logger="wallaroo.testing"),
+        pytest.raises(CheckpointError, match="not committed"),
+    ):
+        h.checkpoint(tmp_path)
     assert "serialize() failed for key 'b'" in caplog.text
-    assert (ck.statistics().last_committed, ck.statistics().aborted) == (0, 1)  # 0: none yet
+    assert h.checkpointer(tmp_path).statistics().aborted == 1
     assert CheckpointStore(tmp_path).latest() == (None, [])
 
     del state.handle
-    assert asyncio.run(ck.checkpoint()) is True
+    assert h.checkpoint(tmp_path) == 2  # ids go on from the failed attempt
+    h.push(0, [struct.pack(">sI", b"a", 10)])  # after the checkpoint: not in it
     fresh = Harness(alphabet, ARGS)
-    assert checkpointer(fresh, tmp_path).recover() == ck.statistics().last_committed
+    assert fresh.restore(tmp_path) == 2
     restored = fresh.engine.states["letter state"].states
     assert (restored["a"].votes, restored["b"].votes) == (3, 4)
+    assert Harness(alphabet, ARGS).restore(tmp_path / "empty") is None

@@ -7,19 +7,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wallaroo.configs import GenSourceConfig, SinkConnectorConfig, SourceConnectorConfig
 from wallaroo.decorators import to_bytes
 from wallaroo.engine.clock import Clock
 from wallaroo.engine.deadletter import DeadLetter, DeadLetterLog
 from wallaroo.engine.local import EngineStatistics, LocalEngine
+from wallaroo.errors import CheckpointError
 from wallaroo.loader import load_application
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import DEFAULT_KEY_GROUPS, PhysicalPlan, SourcePlan
+
+if TYPE_CHECKING:
+    from wallaroo.worker.checkpointing import Checkpointer
+
+log = logging.getLogger("wallaroo.testing")
 
 __all__ = ["Harness", "ListSink", "RunResult", "run"]
 
@@ -94,6 +103,8 @@ class Harness:
         dead = DeadLetterLog(dead_letter_path, worker="testing")
         dead.serialize = loaded.serialize
         self.engine = LocalEngine(self.plan, self.sinks, dead_letters=dead, clock=clock)
+        self._serialize, self._deserialize = loaded.serialize, loaded.deserialize
+        self._checkpointers: dict[str, Checkpointer] = {}
 
     def _source(self, source: str | int) -> SourcePlan:
         if isinstance(source, int):
@@ -141,6 +152,55 @@ class Harness:
     def end_of_input(self) -> None:
         """Declare the input finished: every window holding data fires."""
         self.engine.end_of_input()
+
+    def checkpointer(self, directory: str | os.PathLike[str]) -> Checkpointer:
+        """The worker's own checkpointer over this harness's state, storing in ``directory``
+        (the worker's ``--resilience-dir``), with the application's ``serialize`` and
+        ``deserialize``; one per directory, so checkpoint ids go on from the harness's last.
+        It records state only: the harness has no connector streams or sinks.
+        """
+        from wallaroo.resilience.store import CheckpointStore
+        from wallaroo.worker.checkpointing import Checkpointer
+
+        key = os.path.abspath(directory)
+        if key in self._checkpointers:
+            return self._checkpointers[key]
+        self._checkpointers[key] = checkpointer = Checkpointer(
+            app_name=self.plan.app_name,
+            worker_name="testing",
+            engine=self.engine,
+            store=CheckpointStore(directory),
+            sources=[],
+            generators=[],
+            sinks=[],
+            serialize=self._serialize,
+            deserialize=self._deserialize,
+            interval_s=3600.0,
+            log=log,
+        )
+        return checkpointer
+
+    def checkpoint(self, directory: str | os.PathLike[str]) -> int:
+        """Take a checkpoint of every key group as the worker does; return its id. Call it
+        outside a running event loop.
+
+        Raises:
+            CheckpointError: it was not committed (a state that cannot be serialised: the
+                ``wallaroo.testing`` log names the key).
+        """
+        checkpointer = self.checkpointer(directory)
+        if not asyncio.run(checkpointer.checkpoint()):
+            raise CheckpointError("the checkpoint was not committed; see the wallaroo.testing log")
+        return checkpointer.statistics().last_committed
+
+    def restore(self, directory: str | os.PathLike[str]) -> int | None:
+        """Restore the state of the latest checkpoint in ``directory`` (as a restarted worker
+        does); return its id, or None when there is none.
+
+        Raises:
+            CheckpointError: the checkpoint cannot be read or does not fit the application.
+        """
+        return self.checkpointer(directory).recover()
 
     def _encoder(self, plan: SourcePlan) -> Any:
         if isinstance(plan.config, SourceConnectorConfig):
