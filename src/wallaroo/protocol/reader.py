@@ -92,26 +92,40 @@ RunItem: TypeAlias = Frame | MessageRun
 """What :meth:`FrameReader.feed_runs` returns: a MESSAGE run, or any other frame."""
 
 
-class FrameReader:
-    """Splits a byte stream into frames, keeping a partial frame between calls.
+class _StreamReader:
+    """What both readers keep between calls: the start of an incomplete frame, how many bytes
+    it must reach before parsing can make progress, and the error that stopped the stream."""
 
-    Args:
-        max_frame_size: the largest length prefix accepted (type byte + body). A larger one is
-            refused as soon as its four bytes arrive, before any of the body is buffered.
+    __slots__ = ("_buffer", "_error", "_needed")
 
-    Errors are sticky: after a malformed frame the stream cannot be resynchronised, so the reader
-    keeps the :class:`FrameError` in :attr:`error` and raises it from every later call.
-    """
-
-    __slots__ = ("_buffer", "_error", "_max_frame_size", "_needed")
-
-    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
-        if max_frame_size < 1:
-            raise ValueError(f"max_frame_size must be at least 1, got {max_frame_size}")
-        self._max_frame_size = max_frame_size
+    def __init__(self, needed: int) -> None:
         self._buffer = bytearray()
-        self._needed = 4  # bytes the buffer must hold before parsing can make progress
+        self._needed = needed
         self._error: FrameError | None = None
+
+    def _joined(self, data: bytes) -> bytes | None:
+        """``data`` after what is buffered, as one ``bytes`` (the buffer emptied: payloads are
+        then sliced out of it as bytes), or None while fewer than ``_needed`` bytes are there.
+
+        Raises:
+            FrameError: an earlier call stopped the stream.
+        """
+        if self._error is not None:
+            raise self._error
+        buffer = self._buffer
+        if not buffer:
+            return data if type(data) is bytes else bytes(data)
+        buffer += data
+        if len(buffer) < self._needed:
+            return None
+        joined = bytes(buffer)
+        buffer.clear()
+        return joined
+
+    def _keep(self, source: bytes, consumed: int) -> None:
+        """Buffer what follows the last complete frame of ``source``."""
+        if consumed < len(source):
+            self._buffer += memoryview(source)[consumed:]
 
     @property
     def pending(self) -> int:
@@ -122,6 +136,26 @@ class FrameReader:
     def error(self) -> FrameError | None:
         """The error that stopped this reader, or None while the stream is well formed."""
         return self._error
+
+
+class FrameReader(_StreamReader):
+    """Splits a byte stream into frames, keeping a partial frame between calls.
+
+    Args:
+        max_frame_size: the largest length prefix accepted (type byte + body). A larger one is
+            refused as soon as its four bytes arrive, before any of the body is buffered.
+
+    Errors are sticky: after a malformed frame the stream cannot be resynchronised, so the reader
+    keeps the :class:`FrameError` in :attr:`error` and raises it from every later call.
+    """
+
+    __slots__ = ("_max_frame_size",)
+
+    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+        if max_frame_size < 1:
+            raise ValueError(f"max_frame_size must be at least 1, got {max_frame_size}")
+        super().__init__(4)  # a frame's length prefix
+        self._max_frame_size = max_frame_size
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add ``data`` and return every frame it completes, in order (possibly none).
@@ -149,17 +183,9 @@ class FrameReader:
                 body is malformed (and no frame came before it in this call), or an earlier call
                 stopped at such a frame.
         """
-        if self._error is not None:
-            raise self._error
-        buffer = self._buffer
-        if buffer:
-            buffer += data
-            if len(buffer) < self._needed:
-                return []
-            source = bytes(buffer)  # one copy, so that payloads are sliced out as bytes
-            buffer.clear()
-        else:
-            source = data if type(data) is bytes else bytes(data)
+        source = self._joined(data)
+        if source is None:
+            return []
         items: list[RunItem] = []
         try:
             consumed = self._parse(source, items)
@@ -168,8 +194,7 @@ class FrameReader:
             if items:
                 return items
             raise
-        if consumed < len(source):
-            buffer += memoryview(source)[consumed:]
+        self._keep(source, consumed)
         return items
 
     def _parse(self, source: bytes, items: list[RunItem]) -> int:
@@ -286,7 +311,7 @@ HeaderReader: TypeAlias = Callable[[bytes, int], tuple[int, ...]]
 as :meth:`struct.Struct.unpack_from` gives it."""
 
 
-class LengthPrefixedReader:
+class LengthPrefixedReader(_StreamReader):
     """Splits a stream of length-prefixed payloads (framed TCP input) into payloads.
 
     Args:
@@ -298,29 +323,17 @@ class LengthPrefixedReader:
     Errors are sticky, as with :class:`FrameReader`.
     """
 
-    __slots__ = ("_buffer", "_error", "_header_length", "_max", "_needed", "_read_header")
+    __slots__ = ("_header_length", "_max", "_read_header")
 
     def __init__(
         self, header_length: int, read_header: HeaderReader, max_payload_size: int
     ) -> None:
         if header_length < 1:
             raise ValueError(f"header_length must be at least 1, got {header_length}")
+        super().__init__(header_length)
         self._header_length = header_length
         self._read_header = read_header
         self._max = max_payload_size
-        self._buffer = bytearray()
-        self._needed = header_length
-        self._error: FrameError | None = None
-
-    @property
-    def pending(self) -> int:
-        """The number of bytes buffered: the start of a frame not yet complete."""
-        return len(self._buffer)
-
-    @property
-    def error(self) -> FrameError | None:
-        """The error that stopped this reader, or None while the stream is well formed."""
-        return self._error
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data`` and return the payloads of every frame it completes, in order.
@@ -329,23 +342,16 @@ class LengthPrefixedReader:
             FrameError: a header gives a length below 0 or above ``max_payload_size`` (the
                 payloads before it in this call are lost), or an earlier call raised.
         """
-        if self._error is not None:
-            raise self._error
-        buffer = self._buffer
-        if buffer:
-            buffer += data
-            if len(buffer) < self._needed:
-                return []
-            data = bytes(buffer)
-            buffer.clear()
+        source = self._joined(data)
+        if source is None:
+            return []
         payloads: list[bytes] = []
         try:
-            pos = self._split(data, payloads)
+            consumed = self._split(source, payloads)
         except FrameError as exc:
             self._error = exc
             raise
-        if pos < len(data):
-            buffer += memoryview(data)[pos:]
+        self._keep(source, consumed)
         return payloads
 
     def _split(self, data: bytes, payloads: list[bytes]) -> int:
