@@ -96,3 +96,45 @@ def test_a_port_in_use_exits_2_with_one_line(ray_address, tmp_path):
         assert proc.wait(120) == 2
     (line,) = [x for x in log.read_text().splitlines() if "error:" in x]
     assert line.startswith("machida: error: TCP source 'Split and Count' cannot listen on")
+
+
+def test_sliding_range_windows_on_two_workers(ray_address, tmp_path):
+    """alerts_windowed (a generator source, key by user, 9 s windows sliding by 3 s) on two
+    Ray workers, ingest time: as under the embedded worker, each total is the sum of a run of
+    one user's consecutive transactions, and once every window has fired (idle after 9 s) each
+    transaction has been counted in exactly range/slide = 3 windows."""
+    sys.path.insert(0, str(EXAMPLES / "alerts_windowed"))
+    import alerts_windowed as aw
+
+    n, users = 3000, 10
+    amounts = {f"user{u}": [aw.amount_of(i) for i in range(u, n, users)] for u in range(users)}
+    expected = {u: 3 * sum(a) for u, a in amounts.items() if sum(a)}
+    collector = LineCollector()
+    args = ["--out", f"127.0.0.1:{collector.port}", "--threshold", "-1",
+            "--transactions", str(n)]  # fmt: skip
+    log = tmp_path / "worker.log"
+    proc = machida_ray("alerts_windowed", args, 2, ray_address, tmp_path, log)
+
+    def totals() -> list[tuple[str, int]]:
+        found = [line.decode().strip().split(":") for line in collector.lines()]
+        return [(user, int(total)) for user, total in found]
+
+    def per_user() -> dict[str, int]:
+        sums: dict[str, int] = defaultdict(int)
+        for user, total in totals():
+            sums[user] += total
+        return dict(sums)
+
+    try:
+        wait_until(lambda: per_user() == expected, 90, "every window fired")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        collector.close()
+    for user, total in totals():
+        runs = amounts[user]
+        sums = {sum(runs[a:b]) for a in range(len(runs)) for b in range(a + 1, len(runs) + 1)}
+        assert total in sums, (user, total)
+    assert "2 worker" in log.read_text()
