@@ -19,6 +19,7 @@ from wallaroo import __version__
 from wallaroo.cli.worker_flags import WorkerFlags, parse_worker_flags
 from wallaroo.errors import CheckpointError, ConfigurationError, WallarooParameterError
 from wallaroo.loader import load_application
+from wallaroo.worker import loop as event_loop
 from wallaroo.worker.runtime import Worker, WorkerOptions
 
 __all__ = ["main", "run_worker"]
@@ -87,6 +88,7 @@ def _notices(flags: WorkerFlags, log: logging.Logger) -> None:
 async def run_worker(worker: Worker) -> None:
     """Run ``worker`` until SIGINT or SIGTERM."""
     loop = asyncio.get_running_loop()
+    worker.log.debug("event loop: %s", event_loop.loop_name(loop))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
     try:
@@ -151,7 +153,7 @@ def _main(argv: Sequence[str] | None, prog: str | None) -> int:
         return 2
     _notices(flags, log)
     try:
-        asyncio.run(run_worker(worker))
+        event_loop.run(run_worker(worker))
     except (ConfigurationError, CheckpointError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
