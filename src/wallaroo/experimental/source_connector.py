@@ -99,6 +99,9 @@ class SourceConnector:
             several processes can feed one connector.
         max_unacked: how many messages may wait for the worker's acknowledgement before
             :meth:`write` blocks (raised to twice the connector's ``max_credits`` if lower).
+            With resilience the worker acknowledges at its checkpoints, so this bounds the
+            rate at about ``max_unacked`` per checkpoint interval; the memory it costs is the
+            held payloads (about 20 MB for 262,144 messages of 16 bytes).
         linger: the longest a message given to :meth:`write` waits in the buffer before it is
             sent, in seconds (0: :meth:`write` sends before it returns, as the seed did). A
             longer linger adds latency under a slow trickle of writes and saves nothing more
@@ -128,7 +131,7 @@ class SourceConnector:
         required_params: Iterable[str] = (),
         optional_params: Iterable[str] = (),
         *,
-        max_unacked: int = 65536,
+        max_unacked: int = 262_144,
         linger: float = 0.001,
     ) -> None:
         argv = list(args or sys.argv)  # as the original: an empty list means sys.argv too
