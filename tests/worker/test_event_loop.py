@@ -19,6 +19,7 @@ async def which() -> str:
 
 def test_uvloop_is_used_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvloop  # noqa: F401 - the test extras install it: missing, this test fails
+
     monkeypatch.delenv(loop.ENV, raising=False)
     assert loop.run(which()) == "uvloop"
     monkeypatch.setenv(loop.ENV, "uvloop")
