@@ -168,6 +168,18 @@ def machida_ray(app: str, args: list[str], workers: int, ray_address: str, cwd: 
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def stop_worker(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM a worker started by :func:`machida_ray` and check that it exits with 0 (its
+    log's tail otherwise); killed if it does not stop."""
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 __all__ = [
     "HEALTH_CHECKS",
     "RAY_ENV",
@@ -177,4 +189,5 @@ __all__ = [
     "machida_ray",
     "require_ray",
     "send_framed",
+    "stop_worker",
 ]

@@ -5,7 +5,6 @@ resumes after them."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fault_driver import BIN
+from ray_helpers import stop_worker
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "connectors"))  # what kafka_helpers imports
@@ -39,15 +39,6 @@ def start(kafka: Kafka, topics: tuple[str, str], ray_address: str, log: Path) ->
         )
 
 
-def stop(proc: subprocess.Popen, log: Path) -> None:
-    try:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
 def test_builtin_kafka_source_and_sink_on_two_workers(ray_address, kafka_bootstrap, tmp_path):
     kafka = Kafka(kafka_bootstrap)
     topics = (kafka.topic("in"), kafka.topic("out"))
@@ -58,7 +49,7 @@ def test_builtin_kafka_source_and_sink_on_two_workers(ray_address, kafka_bootstr
     try:
         got = kafka.read(topics[1], N, timeout=120)
     finally:
-        stop(proc, log)
+        stop_worker(proc, log)
     assert len(got) == N, Counter(got).most_common(3)
     assert sorted(got) == sorted(v.upper() for v in values)
     assert sum(kafka.committed(GROUP, topics[0]).values()) == N  # all committed at exit
@@ -70,5 +61,5 @@ def test_builtin_kafka_source_and_sink_on_two_workers(ray_address, kafka_bootstr
     try:
         got = kafka.read(topics[1], N + 100, timeout=120)
     finally:
-        stop(proc, log)
+        stop_worker(proc, log)
     assert sorted(got) == sorted(v.upper() for v in values + more)

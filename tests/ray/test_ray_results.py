@@ -7,14 +7,21 @@ checkpoints): every key's values exactly once and in order, byte for byte the em
 
 from __future__ import annotations
 
-import signal
 import socket
 import sys
 from collections import defaultdict
 
 import pytest
 from fault_driver import wait_until
-from ray_helpers import EXAMPLES, LineCollector, RayPipeline, free_port, machida_ray, send_framed
+from ray_helpers import (
+    EXAMPLES,
+    LineCollector,
+    RayPipeline,
+    free_port,
+    machida_ray,
+    send_framed,
+    stop_worker,
+)
 
 from wallaroo.testing import run
 
@@ -48,11 +55,8 @@ def test_word_count_equals_the_embedded_run(ray_address, tmp_path, workers):
     try:
         send_framed(source_port, lines)
         wait_until(lambda: len(collector.lines()) >= len(expected), 90, "every count")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()[-3000:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_worker(proc, log)
         collector.close()
     got = collector.lines()
     assert sorted(got) == sorted(expected)
@@ -127,11 +131,8 @@ def test_sliding_range_windows_on_two_workers(ray_address, tmp_path):
 
     try:
         wait_until(lambda: per_user() == expected, 90, "every window fired")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()[-3000:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_worker(proc, log)
         collector.close()
     for user, total in totals():
         runs = amounts[user]
