@@ -1,7 +1,7 @@
 """The Ray tier: a session-scoped local Ray cluster on 127.0.0.1, and the drivers' helpers.
 
-When ``CI`` is set, a missing ``ray`` is a failure, not a skip (``decisions.md``): CI installs
-it with the test extras. Never ``ray stop`` (it would stop every user's Ray on a shared
+A missing ``ray`` is a failure, never a skip (``decisions.md``): the test extras install
+it. Never ``ray stop`` (it would stop every user's Ray on a shared
 machine): the session's cluster is ended with ``ray.shutdown()``.
 """
 

@@ -42,17 +42,15 @@ HEALTH_CHECKS = {
 
 
 def require_ray() -> None:
-    """Skip (or, with ``CI`` set, fail) when ray is not installed."""
+    """Fail when ray is not installed: the test extras install it, and a missing backend must
+    not pass as a skipped test."""
     try:
         import ray  # noqa: F401
     except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "ray is not installed and CI is set: the test extras install it "
-                "(pip install -e '.[test]')",
-                pytrace=False,
-            )
-        pytest.skip("ray is not installed: pip install 'wallaroo-py[ray]'")
+        pytest.fail(
+            "ray is not installed; the test extras install it: pip install -e '.[test]'",
+            pytrace=False,
+        )
 
 
 @dataclass
