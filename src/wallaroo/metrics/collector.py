@@ -68,7 +68,6 @@ class MetricsCollector:
         self._clock = clock
         self.interval_s = interval_s
         self._samples: deque[Sample] = deque(maxlen=keep)
-        self.started_ns = clock.monotonic_ns()
 
     def read(self) -> Sample:
         """A sample of this moment, not kept (``/metrics`` answers with fresh counters)."""

@@ -76,7 +76,6 @@ class KafkaSinkOutput:
         self._in_flight_bytes = 0
         self._blocking = False
         self._stopping = False
-        self._produced = 0
         self._delivered_bytes = 0
 
     # -- SinkPort -----------------------------------------------------------------------------
@@ -133,7 +132,6 @@ class KafkaSinkOutput:
             self._pending_bytes -= size
         if sent:
             del self._pending[:sent]
-            self._produced += sent
         self._update_water()
 
     def _delivered(self, err: Any, msg: Any) -> None:
