@@ -3,20 +3,15 @@ worker restarts from them, and the keyed state ends exact."""
 
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from endpoint import Endpoint
-from test_recovery import final_counts
-
-HERE = Path(__file__).parent
-BIN = Path(sys.executable).parent
+from recovery_helpers import counting_worker, final_counts, settle_and_stop
 
 
 def produce(bootstrap, topic, values, pause):
@@ -38,25 +33,9 @@ def test_builtin_kafka_source_recovers_exactly_from_checkpointed_offsets(tmp_pat
     total, keys = 6000, 30
     values = [f"k{i % keys}" for i in range(total)]
     sink = Endpoint()
-    env = {
-        "PYTHONPATH": str(HERE),
-        "COUNT_SINK_PORT": str(sink.port),
-        "PATH": f"{BIN}:/usr/bin:/bin",
-    }
-    cmd = [
-        str(BIN / "machida"),
-        "--application-module",
-        "kafka_count_app",
-        "--run-with-resilience",
-        "--resilience-dir",
-        str(tmp_path / "res"),
-        "--time-between-checkpoints",
-        "100000000",
-        "--kafka_source_topic",
-        topic,
-        "--kafka_source_brokers",
-        kafka_bootstrap,
-    ]
+    cmd, env = counting_worker("kafka_count_app", sink, tmp_path / "res", 100_000_000,
+                               "--kafka_source_topic", topic,
+                               "--kafka_source_brokers", kafka_bootstrap)  # fmt: skip
     logs = []
     procs = []
 
@@ -83,11 +62,7 @@ def test_builtin_kafka_source_recovers_exactly_from_checkpointed_offsets(tmp_pat
             worker = start()
         producer.join(60)
         expected = {f"k{i}": total // keys for i in range(keys)}
-        deadline = time.monotonic() + 60
-        while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
-            time.sleep(0.1)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(20) == 0
+        settle_and_stop(worker, sink, expected, 60)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -10,22 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+from recovery_helpers import BIN, free_port
 
 from wallaroo.connectors.file_sink import read_committed
 from wallaroo.experimental.connectors import FramedFileReader, MultiSourceConnector
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "examples" / "correctness"))
 import sequence_check  # noqa: E402
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

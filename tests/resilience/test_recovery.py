@@ -5,50 +5,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from endpoint import Endpoint
-
-HERE = Path(__file__).parent
-BIN = Path(sys.executable).parent
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def final_counts(lines):
-    last = {}
-    for line in lines:
-        key, n = line.split(":")
-        last[key] = max(last.get(key, 0), int(n))
-    return last
+from recovery_helpers import HERE, counting_worker, final_counts, settle_and_stop
 
 
 @pytest.mark.slow
 def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
     sink = Endpoint()
-    env = {
-        "PYTHONPATH": str(HERE),
-        "COUNT_SOURCE_PORT": str(free_port()),
-        "COUNT_SINK_PORT": str(sink.port),
-        "PATH": f"{BIN}:/usr/bin:/bin",
-    }
-    worker_cmd = [
-        str(BIN / "machida"),
-        "--application-module",
-        "counting_app",
-        "--run-with-resilience",
-        "--resilience-dir",
-        str(tmp_path / "res"),
-        "--time-between-checkpoints",
-        "100000000",
-    ]
+    worker_cmd, env = counting_worker("counting_app", sink, tmp_path / "res", 100_000_000)
     procs = []
     files = []
 
@@ -90,12 +56,8 @@ def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
             worker.wait()
             worker = start_worker()
         assert feeder.wait(120) == 0, (tmp_path / "feeder.log").read_text()
-        deadline = time.monotonic() + 30
         expected = {f"k{i}": total // keys for i in range(keys)}
-        while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
-            time.sleep(0.1)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(20) == 0
+        settle_and_stop(worker, sink, expected, 30)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -113,22 +75,7 @@ def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
 @pytest.mark.parametrize("point", ["before-phase1", "after-phase1", "during-write", "after-write"])
 def test_a_crash_at_each_point_of_a_checkpoint_recovers_exactly(tmp_path, point):
     sink = Endpoint()
-    env = {
-        "PYTHONPATH": str(HERE),
-        "COUNT_SOURCE_PORT": str(free_port()),
-        "COUNT_SINK_PORT": str(sink.port),
-        "PATH": f"{BIN}:/usr/bin:/bin",
-    }
-    cmd = [
-        str(BIN / "machida"),
-        "--application-module",
-        "counting_app",
-        "--run-with-resilience",
-        "--resilience-dir",
-        str(tmp_path / "res"),
-        "--time-between-checkpoints",
-        "50000000",
-    ]
+    cmd, env = counting_worker("counting_app", sink, tmp_path / "res", 50_000_000)
     total, keys = 4000, 20
     logs = [(tmp_path / f"{i}.log").open("w") for i in range(3)]
     crashing = subprocess.Popen(

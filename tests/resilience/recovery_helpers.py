@@ -1,0 +1,61 @@
+"""What the recovery tests share: the counting worker's command and environment, the final
+count per key of what the sink received, and waiting for the counts before a clean stop."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from endpoint import Endpoint
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def final_counts(lines: Iterable[str]) -> dict[str, int]:
+    """The highest count the sink received per key (``key:count`` lines)."""
+    last: dict[str, int] = {}
+    for line in lines:
+        key, n = line.split(":")
+        last[key] = max(last.get(key, 0), int(n))
+    return last
+
+
+def counting_worker(
+    app: str, sink: Endpoint, resilience_dir: Path, interval_ns: int, *flags: str
+) -> tuple[list[str], dict[str, str]]:
+    """``(command, environment)`` of ``machida`` running ``app`` (from this folder) with
+    resilience, its output to ``sink``; the environment also names a free source port."""
+    env = {
+        "PYTHONPATH": str(HERE),
+        "COUNT_SOURCE_PORT": str(free_port()),
+        "COUNT_SINK_PORT": str(sink.port),
+        "PATH": f"{BIN}:/usr/bin:/bin",
+    }
+    command = [str(BIN / "machida"), "--application-module", app, "--run-with-resilience",
+               "--resilience-dir", str(resilience_dir),
+               "--time-between-checkpoints", str(interval_ns), *flags]  # fmt: skip
+    return command, env
+
+
+def settle_and_stop(
+    worker: subprocess.Popen[bytes], sink: Endpoint, expected: dict[str, int], timeout: float
+) -> None:
+    """Wait up to ``timeout`` s for the sink's final counts to be ``expected``, then stop the
+    worker with SIGTERM and check that it exits with 0 (the caller asserts the counts)."""
+    deadline = time.monotonic() + timeout
+    while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
