@@ -3,29 +3,26 @@ s3_bucket_sink with the session's moto server."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from conformance_codecs import key_value, pair, payload
 from conformance_helpers import (
     MESSAGES,
-    SINK_STEPS,
-    SOURCE_STEPS,
-    TIMEOUT,
+    PairReader,
+    assert_sink_conforms,
+    assert_source_conforms,
+    check_sink,
+    check_source,
     connector_env,
+    numbered,
+    sent_pairs,
     unique,
 )
 
-from wallaroo.testing import (
-    ConformanceReport,
-    check_sink_connector,
-    check_source_connector,
-    python_module_command,
-)
+from wallaroo.testing import ConformanceReport
 
 REGION = "us-east-1"
 
@@ -70,7 +67,7 @@ def test_kinesis_source_conforms(moto_endpoint, tmp_path):
         stream = new_stream(kinesis, shards=2)
 
         def feed(start: int, count: int) -> list[bytes]:
-            values = [f"record-{i}".encode() for i in range(start, start + count)]
+            values = numbered("record", start, count)
             answer = kinesis.put_records(
                 StreamName=stream,
                 Records=[{"PartitionKey": value.decode(), "Data": value} for value in values],
@@ -78,8 +75,8 @@ def test_kinesis_source_conforms(moto_endpoint, tmp_path):
             assert answer["FailedRecordCount"] == 0, answer
             return values
 
-        return check_source_connector(
-            python_module_command("wallaroo.connectors.kinesis_source"),
+        return check_source(
+            "kinesis_source",
             feed,
             params={
                 "stream": stream,
@@ -88,23 +85,18 @@ def test_kinesis_source_conforms(moto_endpoint, tmp_path):
                 "poll_interval": "0.05",
             },
             env=aws_env(tmp_path),
-            messages=MESSAGES,
-            timeout=TIMEOUT,
-            name="kinesis_source",
         )
 
-    report = attempt()
-    assert report.steps == SOURCE_STEPS
-    assert report.connections == 3
-    assert report.messages >= 4 * MESSAGES
+    assert_source_conforms(attempt())
 
 
-class StreamReader:
+class StreamReader(PairReader):
     """Reads every shard of a Kinesis stream from the trim horizon, in a thread, collecting
     ``(partition key, data)`` pairs."""
 
+    pause = 0.1
+
     def __init__(self, kinesis: Any, stream: str) -> None:
-        self.got: set[tuple[str, str]] = set()
         shards = kinesis.list_shards(StreamName=stream)["Shards"]
         self._iterators = [
             kinesis.get_shard_iterator(
@@ -113,20 +105,13 @@ class StreamReader:
             for shard in shards
         ]
         self._kinesis = kinesis
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _read(self) -> None:
-        while not self._stop.wait(0.1):
-            for n, iterator in enumerate(self._iterators):
-                answer = self._kinesis.get_records(ShardIterator=iterator, Limit=1000)
-                self._iterators[n] = answer["NextShardIterator"]
-                self.got.update((r["PartitionKey"], r["Data"].decode()) for r in answer["Records"])
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def read(self) -> Iterator[tuple[str, str]]:
+        for n, iterator in enumerate(self._iterators):
+            answer = self._kinesis.get_records(ShardIterator=iterator, Limit=1000)
+            self._iterators[n] = answer["NextShardIterator"]
+            yield from ((r["PartitionKey"], r["Data"].decode()) for r in answer["Records"])
 
 
 @pytest.mark.slow
@@ -135,22 +120,15 @@ def test_kinesis_sink_conforms(moto_endpoint, tmp_path):
     stream = new_stream(kinesis, shards=2)
     reader = StreamReader(kinesis, stream)
     try:
-        report = check_sink_connector(
-            python_module_command("wallaroo.connectors.kinesis_sink"),
-            lambda sent: {pair(p) for p in sent} <= reader.got,
-            payload=payload,
-            sink_decoder=key_value,
+        report = check_sink(
+            "kinesis_sink",
+            lambda sent: sent_pairs(sent) <= reader.got,
             params={"stream": stream, "endpoint_url": moto_endpoint, "region": REGION},
             env=aws_env(tmp_path),
-            messages=MESSAGES,
-            timeout=TIMEOUT,
-            name="kinesis_sink",
         )
     finally:
         reader.close()
-    assert report.steps == SINK_STEPS
-    assert report.connections == 2
-    assert report.messages == 2 * MESSAGES
+    assert_sink_conforms(report)
 
 
 class BucketContents:
@@ -162,7 +140,7 @@ class BucketContents:
         self.verified: set[tuple[str, str]] = set()
 
     def __call__(self, sent: Sequence[bytes]) -> bool:
-        wanted = {pair(p) for p in sent} - self.verified
+        wanted = sent_pairs(sent) - self.verified
         if not wanted:
             return True
         try:
@@ -182,19 +160,12 @@ class BucketContents:
 def test_s3_bucket_sink_conforms(moto_endpoint, tmp_path):
     s3 = client("s3", moto_endpoint)
     bucket = unique("conformance").replace("_", "-")  # the sink creates it
-    report = check_sink_connector(
-        python_module_command("wallaroo.connectors.s3_bucket_sink"),
+    report = check_sink(
+        "s3_bucket_sink",
         BucketContents(s3, bucket),
-        payload=payload,
-        sink_decoder=key_value,
         params={"bucket": bucket, "endpoint_url": moto_endpoint, "region": REGION},
         env=aws_env(tmp_path),
-        messages=MESSAGES,
-        timeout=TIMEOUT,
-        name="s3_bucket_sink",
     )
-    assert report.steps == SINK_STEPS
-    assert report.connections == 2
-    assert report.messages == 2 * MESSAGES
+    assert_sink_conforms(report)
     listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
     assert len(listed) == 2 * MESSAGES

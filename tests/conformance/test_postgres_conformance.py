@@ -8,24 +8,19 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
-from conformance_codecs import key_value, pair, payload
 from conformance_helpers import (
     MESSAGES,
-    SINK_STEPS,
-    SOURCE_STEPS,
-    TIMEOUT,
-    connector_env,
+    assert_sink_conforms,
+    assert_source_conforms,
+    check_sink,
+    check_source,
+    sent_pairs,
     unique,
     wait_for,
 )
 from psycopg import sql
 
-from wallaroo.testing import (
-    ConformanceReport,
-    check_sink_connector,
-    check_source_connector,
-    python_module_command,
-)
+from wallaroo.testing import ConformanceReport
 
 SOURCE_SESSION = "wallaroo postgres_notify_source conformance"  # its application_name
 
@@ -82,20 +77,13 @@ def test_postgres_notify_source_conforms(db, postgres_dsn):
                     cur.executemany(insert, [(v,) for v in values])
                 return [v.encode() for v in values]
 
-            return check_source_connector(
-                python_module_command("wallaroo.connectors.postgres_notify_source"),
+            return check_source(
+                "postgres_notify_source",
                 feed,
                 params={"connection": postgres_dsn, "table": table, "column": "value"},
-                env=connector_env(),
-                messages=MESSAGES,
-                timeout=TIMEOUT,
-                name="postgres_notify_source",
             )
 
-    report = attempt()
-    assert report.steps == SOURCE_STEPS
-    assert report.connections == 3
-    assert report.messages >= 4 * MESSAGES
+    assert_source_conforms(attempt())
 
 
 @pytest.mark.slow
@@ -103,21 +91,13 @@ def test_postgres_insert_sink_conforms(db, table, postgres_dsn):
     select = sql.SQL("SELECT name, value FROM {}").format(sql.Identifier(table))
 
     def delivered(sent) -> bool:
-        return {pair(p) for p in sent} <= set(db.execute(select).fetchall())
+        return sent_pairs(sent) <= set(db.execute(select).fetchall())
 
-    report = check_sink_connector(
-        python_module_command("wallaroo.connectors.postgres_insert_sink"),
+    report = check_sink(
+        "postgres_insert_sink",
         delivered,
-        payload=payload,
-        sink_decoder=key_value,
         params={"connection": postgres_dsn, "table": table, "columns": "name,value"},
-        env=connector_env(),
-        messages=MESSAGES,
-        timeout=TIMEOUT,
-        name="postgres_insert_sink",
     )
-    assert report.steps == SINK_STEPS
-    assert report.connections == 2
-    assert report.messages == 2 * MESSAGES
+    assert_sink_conforms(report)
     rows = db.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
     assert rows.fetchone()[0] == 2 * MESSAGES  # appended once each

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import pika
 import pytest
-from conformance_helpers import (
-    MESSAGES,
-    SOURCE_STEPS,
-    TIMEOUT,
-    connector_env,
-    unique,
-)
+from conformance_helpers import assert_source_conforms, check_source, numbered, unique
 
-from wallaroo.testing import ConformanceReport, check_source_connector, python_module_command
+from wallaroo.testing import ConformanceReport
 
 
 @pytest.fixture
@@ -32,25 +26,16 @@ def test_rabbitmq_source_conforms(channel, rabbitmq_url):
         channel.queue_declare(queue, durable=True)
 
         def feed(start: int, count: int) -> list[bytes]:
-            values = [f"message-{i}".encode() for i in range(start, start + count)]
+            values = numbered("message", start, count)
             for value in values:
                 channel.basic_publish("", queue, value)
             return values
 
         try:
-            return check_source_connector(
-                python_module_command("wallaroo.connectors.rabbitmq_source"),
-                feed,
-                params={"amqpurl": rabbitmq_url, "queue": queue},
-                env=connector_env(),
-                messages=MESSAGES,
-                timeout=TIMEOUT,
-                name="rabbitmq_source",
+            return check_source(
+                "rabbitmq_source", feed, params={"amqpurl": rabbitmq_url, "queue": queue}
             )
         finally:
             channel.queue_delete(queue)
 
-    report = attempt()
-    assert report.steps == SOURCE_STEPS
-    assert report.connections == 3
-    assert report.messages >= 4 * MESSAGES
+    assert_source_conforms(attempt())

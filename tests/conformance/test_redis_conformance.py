@@ -4,24 +4,20 @@ redis_hash_sink with the machine's Redis."""
 from __future__ import annotations
 
 import pytest
-from conformance_codecs import key_value, pair, payload
 from conformance_helpers import (
     MESSAGES,
-    SINK_STEPS,
-    SOURCE_STEPS,
-    TIMEOUT,
-    connector_env,
+    assert_sink_conforms,
+    assert_source_conforms,
+    check_sink,
+    check_source,
+    numbered,
+    sent_pairs,
     unique,
     wait_for,
 )
 
 import redis
-from wallaroo.testing import (
-    ConformanceReport,
-    check_sink_connector,
-    check_source_connector,
-    python_module_command,
-)
+from wallaroo.testing import ConformanceReport
 
 
 @pytest.fixture
@@ -41,27 +37,18 @@ def test_redis_subscriber_source_conforms(client, redis_port):
             # subscribes only after it connected to the worker. It stays subscribed while it
             # reconnects to the worker, so later calls find it at once.
             wait_for(lambda: client.pubsub_numsub(channel)[0][1] >= 1, f"a subscriber on {channel}")
-            values = [f"message-{i}".encode() for i in range(start, start + count)]
+            values = numbered("message", start, count)
             pipe = client.pipeline(transaction=False)
             for value in values:
                 pipe.publish(channel, value)
             assert sum(pipe.execute()) == count, "a message reached no subscriber"
             return values
 
-        return check_source_connector(
-            python_module_command("wallaroo.connectors.redis_subscriber_source"),
-            feed,
-            params={"topic": channel, "port": str(redis_port)},
-            env=connector_env(),
-            messages=MESSAGES,
-            timeout=TIMEOUT,
-            name="redis_subscriber_source",
+        return check_source(
+            "redis_subscriber_source", feed, params={"topic": channel, "port": str(redis_port)}
         )
 
-    report = attempt()
-    assert report.steps == SOURCE_STEPS
-    assert report.connections == 3
-    assert report.messages >= 4 * MESSAGES
+    assert_source_conforms(attempt())
 
 
 @pytest.mark.slow
@@ -70,23 +57,13 @@ def test_redis_hash_sink_conforms(client, redis_port):
 
     def delivered(sent) -> bool:
         held = {(f.decode(), v.decode()) for f, v in client.hgetall(key).items()}
-        return {pair(p) for p in sent} <= held
+        return sent_pairs(sent) <= held
 
     try:
-        report = check_sink_connector(
-            python_module_command("wallaroo.connectors.redis_hash_sink"),
-            delivered,
-            payload=payload,
-            sink_decoder=key_value,
-            params={"key": key, "port": str(redis_port)},
-            env=connector_env(),
-            messages=MESSAGES,
-            timeout=TIMEOUT,
-            name="redis_hash_sink",
+        report = check_sink(
+            "redis_hash_sink", delivered, params={"key": key, "port": str(redis_port)}
         )
         assert client.hlen(key) == 2 * MESSAGES
     finally:
         client.delete(key)
-    assert report.steps == SINK_STEPS
-    assert report.connections == 2
-    assert report.messages == 2 * MESSAGES
+    assert_sink_conforms(report)

@@ -4,6 +4,7 @@ import socket
 import threading
 
 import pytest
+from conformance_helpers import SOURCE_STEPS, numbered
 
 from wallaroo.testing import (
     ConformanceError,
@@ -25,7 +26,7 @@ def test_udp_source_conforms():
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     def feed(start, count):
-        payloads = [f"datagram-{i}".encode() for i in range(start, start + count)]
+        payloads = numbered("datagram", start, count)
         for p in payloads:
             out.sendto(p, ("127.0.0.1", port))
         return payloads
@@ -38,19 +39,7 @@ def test_udp_source_conforms():
         )
     finally:
         out.close()
-    assert report.steps == (
-        "handshake",
-        "a stream opens",
-        "written data arrives",
-        "waits when out of credits",
-        "resumes when credits come back",
-        "reconnects after the worker drops it",
-        "data written around the drop arrives",
-        "unacknowledged data arrives",
-        "replays what a crashed worker had not acknowledged",
-        "never overspends its credits",
-        "SIGTERM stops it cleanly",
-    )
+    assert report.steps == SOURCE_STEPS
     assert report.connections == 3
     assert report.messages >= 150
 
