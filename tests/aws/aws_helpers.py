@@ -5,9 +5,6 @@ that can make moto unreachable."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import threading
 import time
 import uuid
 from collections import Counter
@@ -15,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import connector_helpers
 from botocore.config import Config
-from connector_helpers import BIN, REPO, Proc, Procs, free_port
+from connector_helpers import Proc, Procs, free_port, start_connector
 
 HERE = Path(__file__).resolve().parent
 REGION = "us-east-1"
@@ -50,16 +48,7 @@ def start(procs: Procs, name: str, connector: str, way: str = "python -m", **par
     args = ["--application-module", "aws_app", "--connector", connector]
     for key, value in params.items():
         args += [f"--{connector}-{key}", value]
-    if way == "executable":
-        return procs.start(name, REPO / "connectors" / name, *args)
-    if way == "python -m":
-        return procs.python(name, "-m", f"wallaroo.connectors.{name}", *args)
-    if way == "wallaroo connector":
-        return procs.start(name, BIN / "wallaroo", "connector", name, *args)
-    copy = procs.cwd / f"my_{name}.py"  # "copy it into your tree"
-    if not copy.exists():
-        shutil.copy(REPO / "src" / "wallaroo" / "connectors" / f"{name}.py", copy)
-    return procs.python(name, copy, *args)
+    return start_connector(procs, name, way, *args)
 
 
 class Aws:
@@ -179,70 +168,25 @@ def shouted(numbers: range) -> Counter[tuple[str, str]]:
     return Counter((f"{i:05d}", f"REC-{i:05d}!") for i in numbers)
 
 
-class Proxy:
+class Proxy(connector_helpers.Proxy):
     """A TCP forwarder to 127.0.0.1:``target`` that can go :meth:`down` (cuts every connection
     and refuses new ones by closing them at once) and :meth:`up` again, on the same port."""
 
     def __init__(self, target: int) -> None:
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.server.getsockname()[1])
+        super().__init__(target)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.is_down = False
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            if self.is_down:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    @property
+    def is_down(self) -> bool:
+        return self.refusing
 
     def down(self) -> None:
-        self.is_down = True
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        self.refusing = True
+        self.cut(close=True)
 
     def up(self) -> None:
-        self.is_down = False
+        self.refusing = False
 
     def close(self) -> None:
         self.down()
-        try:
-            self.server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
-        except OSError:
-            pass
-        self.server.close()
+        super().close()

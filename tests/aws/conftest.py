@@ -13,17 +13,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "connectors"))  # connector_helpers: Procs, free_port, ...
 
 from aws_helpers import Aws, aws_procs  # noqa: E402
-from connector_helpers import Procs  # noqa: E402
+from connector_helpers import Procs, reaped  # noqa: E402
 
 
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Procs]:
     """Starts processes in ``tmp_path`` with test credentials and free connector ports in their
     environment; kills whatever is still running at the end."""
-    runner = aws_procs(tmp_path)
-    yield runner
-    for proc in runner.started:
-        proc.kill()
+    yield from reaped(aws_procs(tmp_path))
 
 
 @pytest.fixture

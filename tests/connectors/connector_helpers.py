@@ -1,9 +1,13 @@
-"""Helpers for the connector tests: free ports, processes that are always reaped, UDP peers,
-the test applications."""
+"""Helpers for the connector tests: free ports, processes that are always reaped, the prebuilt
+connector programs started each documented way, UDP peers, the test applications, TCP proxies.
+
+It also holds the fixtures that the folders of the service connector tests (tests/rabbitmq,
+tests/redis, tests/postgres) share: their conftest.py imports them by name."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,7 +15,11 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -126,6 +134,102 @@ class Procs:
         return self.start(name, sys.executable, *args)
 
 
+def reaped(runner: Procs) -> Iterator[Procs]:
+    """The body of a ``procs`` fixture: yields ``runner``, then kills whatever it started that
+    is still running."""
+    yield runner
+    for proc in runner.started:
+        proc.kill()
+
+
+def start_connector(procs: Procs, name: str, way: str, *args: str) -> Proc:
+    """Start the prebuilt connector program ``name`` one of the four documented ways:
+    "executable" (``connectors/<name>``), "python -m", "wallaroo connector" or "copied file"
+    (its module copied into ``procs.cwd`` as ``my_<name>.py``, once, and run from there)."""
+    if way == "executable":
+        return procs.start(name, REPO / "connectors" / name, *args)
+    if way == "python -m":
+        return procs.python(name, "-m", f"wallaroo.connectors.{name}", *args)
+    if way == "wallaroo connector":
+        return procs.start(name, BIN / "wallaroo", "connector", name, *args)
+    copy = procs.cwd / f"my_{name}.py"  # "copy it into your tree"
+    if not copy.exists():
+        shutil.copy(REPO / "src" / "wallaroo" / "connectors" / f"{name}.py", copy)
+    return procs.python(name, copy, *args)
+
+
+def poll_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` every 0.05 s; fail after ``timeout`` s, naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def assert_a_missing_library_is_one_line(
+    procs: Procs, library: str, extra: str, program: str, *args: str
+) -> None:
+    """Run connector program ``program`` with ``args`` as if ``library`` were not installed: it
+    must exit with code 2 and one line on stderr, which names ``pip install
+    'wallaroo-py[<extra>]'``."""
+    script = (
+        "import runpy, sys\n"
+        f"sys.modules[{library!r}] = None  # as if {library} were not installed\n"
+        f"runpy.run_module('wallaroo.connectors.{program}', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=procs.cwd, env=procs.env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"pip install 'wallaroo-py[{extra}]'" in lines[0], result.stderr
+
+
+# The fixtures of tests/rabbitmq, tests/redis and tests/postgres (imported by their conftest.py).
+
+
+@pytest.fixture
+def procs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Procs]:
+    """Starts processes in ``tmp_path`` with the test's folder (its applications) importable;
+    kills whatever is still running at the end."""
+    runner = Procs(tmp_path)
+    runner.env["PYTHONPATH"] = f"{request.path.parent}:{tmp_path}"
+    yield from reaped(runner)
+
+
+@pytest.fixture
+def uid() -> str:
+    """A suffix that makes this test's channel, key, queue or table names unique."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def launch(procs: Procs) -> Callable[..., Proc]:
+    """``launch(program, way, *args)`` starts a prebuilt connector program one of the four
+    documented ways: "executable", "python -m", "wallaroo connector" or "copied file"."""
+    return lambda program, way, *args: start_connector(procs, program, way, *args)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., None]:
+    """``wait_until(condition, what, timeout=20)`` polls ``condition`` every 0.05 s."""
+    return poll_until
+
+
+@pytest.fixture
+def client(redis_port: int) -> Iterator[object]:
+    """A client of the machine's Redis (``redis_port``) that decodes replies; closed at the
+    end."""
+    import redis  # only the tests that use Redis need redis-py
+
+    connection = redis.Redis(port=redis_port, decode_responses=True)
+    yield connection
+    connection.close()
+
+
 class UdpPeer:
     """A UDP socket on a free port: a receiver of results or a sender of datagrams."""
 
@@ -178,7 +282,8 @@ def fahrenheit(celsius: float) -> bytes:
 
 
 class Proxy:
-    """A TCP forwarder to ``127.0.0.1:target``; :meth:`cut` breaks every connection through it."""
+    """A TCP forwarder to ``127.0.0.1:target``; :meth:`cut` breaks every connection through it.
+    While ``refusing`` is true, it closes each new connection at once."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -190,6 +295,7 @@ class Proxy:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self.refusing = False
         self._spawn(self._accept)
 
     def _spawn(self, target: object, *args: object) -> None:
@@ -203,6 +309,9 @@ class Proxy:
                 client, _ = self.server.accept()
             except OSError:
                 return
+            if self.refusing:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
@@ -228,7 +337,8 @@ class Proxy:
             except OSError:
                 pass
 
-    def cut(self) -> None:
+    def cut(self, close: bool = False) -> None:
+        """Shut down every connection through the proxy (and close its sockets if ``close``)."""
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
@@ -236,9 +346,14 @@ class Proxy:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            if close:
+                sock.close()
 
     def close(self) -> None:
-        self.server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        try:
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
         self.server.close()
         self.cut()
         for thread in self._threads:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import struct
@@ -10,7 +9,6 @@ import struct
 import pytest
 from connector_apps import LATER_CELSIUS, SEED_CELSIUS
 from connector_helpers import (
-    BIN,
     REPO,
     Proc,
     Procs,
@@ -18,6 +16,7 @@ from connector_helpers import (
     celsius_ports,
     fahrenheit,
     free_port,
+    start_connector,
     write_module,
 )
 
@@ -38,7 +37,7 @@ def start_udp_source(procs: Procs, way: str, udp_port: int, *extra: str) -> Proc
         str(udp_port),
         *extra,
     ]
-    return _start(procs, "udp_source", way, args)
+    return start_connector(procs, "udp_source", way, *args)
 
 
 def start_udp_sink(procs: Procs, way: str, udp_port: int) -> Proc:
@@ -52,20 +51,7 @@ def start_udp_sink(procs: Procs, way: str, udp_port: int) -> Proc:
         "--fahrenheit_conversion-port",
         str(udp_port),
     ]
-    return _start(procs, "udp_sink", way, args)
-
-
-def _start(procs: Procs, name: str, way: str, args: list[str]) -> Proc:
-    if way == "executable":
-        return procs.start(name, REPO / "connectors" / name, *args)
-    if way == "python -m":
-        return procs.python(name, "-m", f"wallaroo.connectors.{name}", *args)
-    if way == "wallaroo connector":
-        return procs.start(name, BIN / "wallaroo", "connector", name, *args)
-    copy = procs.cwd / f"my_{name}.py"  # "copy it into your tree"
-    if not copy.exists():
-        shutil.copy(REPO / "src" / "wallaroo" / "connectors" / f"{name}.py", copy)
-    return procs.python(name, copy, *args)
+    return start_connector(procs, "udp_sink", way, *args)
 
 
 def run_celsius(procs: Procs, udp: list[UdpPeer], way: str = "executable") -> None:

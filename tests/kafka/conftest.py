@@ -12,7 +12,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "connectors"))  # connector_helpers: Procs, free_port, ...
 
-from connector_helpers import Procs  # noqa: E402
+from connector_helpers import Procs, reaped  # noqa: E402
 from kafka_helpers import Kafka, kafka_procs  # noqa: E402
 
 
@@ -20,10 +20,7 @@ from kafka_helpers import Kafka, kafka_procs  # noqa: E402
 def procs(tmp_path: Path) -> Iterator[Procs]:
     """Starts processes in ``tmp_path`` with free connector ports in their environment; kills
     whatever is still running at the end."""
-    runner = kafka_procs(tmp_path)
-    yield runner
-    for proc in runner.started:
-        proc.kill()
+    yield from reaped(kafka_procs(tmp_path))
 
 
 @pytest.fixture

@@ -1,10 +1,9 @@
 """Helpers of the Kafka tests: unique topics and groups on the session's broker, producing and
-reading whole topics, and the connector programs started each way."""
+reading whole topics, and the Kafka connector programs started each way."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from connector_helpers import BIN, REPO, Proc, Procs, free_port
+from connector_helpers import Proc, Procs, free_port, start_connector
 
 HERE = Path(__file__).resolve().parent
 WAYS = ["executable", "python -m", "wallaroo connector", "copied file"]
@@ -110,29 +109,16 @@ def kafka_procs(cwd: Path) -> Procs:
     return procs
 
 
-def start(procs: Procs, name: str, way: str, args: list[str]) -> Proc:
-    if way == "executable":
-        return procs.start(name, REPO / "connectors" / name, *args)
-    if way == "python -m":
-        return procs.python(name, "-m", f"wallaroo.connectors.{name}", *args)
-    if way == "wallaroo connector":
-        return procs.start(name, BIN / "wallaroo", "connector", name, *args)
-    copy = procs.cwd / f"my_{name}.py"  # "copy it into your tree"
-    if not copy.exists():
-        shutil.copy(REPO / "src" / "wallaroo" / "connectors" / f"{name}.py", copy)
-    return procs.python(name, copy, *args)
-
-
 def start_source(
     procs: Procs, way: str, bootstrap: str, topic: str, group: str, *extra: str
 ) -> Proc:
     args = ["--application-module", "kafka_app", "--connector", "feed", "--feed-topics", topic,
             "--feed-bootstrap_brokers", bootstrap, "--feed-consumer_group", group,
             "--feed-session_timeout_ms", GROUP_TIMEOUTS[0], *extra]  # fmt: skip
-    return start(procs, "kafka_source", way, args)
+    return start_connector(procs, "kafka_source", way, *args)
 
 
 def start_sink(procs: Procs, way: str, bootstrap: str, topic: str) -> Proc:
     args = ["--application-module", "kafka_app", "--connector", "results", "--results-topic",
             topic, "--results-bootstrap_brokers", bootstrap]  # fmt: skip
-    return start(procs, "kafka_sink", way, args)
+    return start_connector(procs, "kafka_sink", way, *args)

@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from connector_helpers import BIN, Proc, Procs
-from kafka_helpers import GROUP_TIMEOUTS, start
+from connector_helpers import BIN, Proc, Procs, start_connector
+from kafka_helpers import GROUP_TIMEOUTS
 from kafka_txn_app import KEYS
 
 APP = "kafka_txn_app"
@@ -150,7 +150,7 @@ def start_txn_sink(procs: Procs, bootstrap: str, topic: str, spool: Path, *extra
     args = ["--application-module", APP, "--connector", "results", "--results-topic", topic,
             "--results-bootstrap_brokers", bootstrap, "--results-transactional", "true",
             "--results-spool_dir", str(spool), *extra]  # fmt: skip
-    return start(procs, "kafka_sink", "python -m", args)
+    return start_connector(procs, "kafka_sink", "python -m", *args)
 
 
 def start_feed(procs: Procs, bootstrap: str, topic: str, group: str) -> Proc:
@@ -158,7 +158,7 @@ def start_feed(procs: Procs, bootstrap: str, topic: str, group: str) -> Proc:
     args = ["--application-module", APP, "--connector", "feed", "--feed-topics", topic,
             "--feed-bootstrap_brokers", bootstrap, "--feed-consumer_group", group,
             "--feed-session_timeout_ms", GROUP_TIMEOUTS[0]]  # fmt: skip
-    return start(procs, "kafka_source", "executable", args)
+    return start_connector(procs, "kafka_source", "executable", *args)
 
 
 def killed(proc: Proc, timeout: float = 30.0) -> int:

@@ -96,7 +96,7 @@ def test_a_signal_stops_the_source_cleanly_while_it_waits_for_the_worker(procs, 
 
 
 def test_the_repository_executables_are_executable_scripts():
-    from kafka_helpers import REPO
+    from connector_helpers import REPO
 
     for name in ("kafka_source", "kafka_sink"):
         path = REPO / "connectors" / name

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from connector_helpers import Proc, Procs
-from kafka_helpers import Kafka, start
+from connector_helpers import Proc, Procs, start_connector
+from kafka_helpers import Kafka
 from kafka_txn_app import expected_output
 from kafka_txn_helpers import (
     CommittedReader,
@@ -172,7 +172,7 @@ def test_sink_crashes_between_its_vote_and_phase2_and_after_its_kafka_commit(
 def test_bad_transactional_parameters_exit_2_with_one_line(procs: Procs, extra, message):
     args = ["--application-module", "kafka_txn_app", "--connector", "results",
             "--results-topic", "t", *extra]  # fmt: skip
-    proc = start(procs, "kafka_sink", "python -m", args)
+    proc = start_connector(procs, "kafka_sink", "python -m", *args)
     assert proc.popen.wait(20) == 2
     proc.kill()
     assert len(proc.lines) == 1, proc.output

@@ -4,12 +4,10 @@ worker: rows inserted into one table -> NOTIFY -> worker -> INSERT into another 
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import psycopg
 import pytest
-from connector_helpers import free_port
+from connector_helpers import assert_a_missing_library_is_one_line, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -210,21 +208,8 @@ def test_a_missing_table_exits_2_naming_it(procs, launch, worker_env, postgres_d
     assert f'relation "missing_{uid}" does not exist' in proc.output
 
 
-MISSING = """
-import sys
-sys.modules["psycopg"] = None  # as if psycopg were not installed
-import runpy
-runpy.run_module("wallaroo.connectors." + sys.argv.pop(1), run_name="__main__")
-"""
-
-
 @pytest.mark.parametrize("program", ["postgres_notify_source", "postgres_insert_sink"])
 def test_a_missing_client_library_gives_one_line_naming_the_extra(procs, program):
-    result = subprocess.run(
-        [sys.executable, "-c", MISSING, program, *APP, "--connector", "x"],
-        cwd=procs.cwd, env=procs.env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "pip install 'wallaroo-py[postgres]'" in lines[0]
+    assert_a_missing_library_is_one_line(
+        procs, "psycopg", "postgres", program, *APP, "--connector", "x"
+    )

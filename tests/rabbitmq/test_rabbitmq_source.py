@@ -5,25 +5,14 @@ and a missing message shows)."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import pika
 import pytest
-from connector_helpers import Proxy, free_port
-
-import redis
+from connector_helpers import Proxy, assert_a_missing_library_is_one_line, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 APP = ["--application-module", "rabbitmq_pipeline"]
-
-
-@pytest.fixture
-def client(redis_port):
-    connection = redis.Redis(port=redis_port, decode_responses=True)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture
@@ -153,20 +142,7 @@ def test_a_worker_that_refuses_the_cookie_stops_the_source_with_exit_code_1(
     assert "refused the connector" in source.output
 
 
-MISSING = """
-import sys
-sys.modules["pika"] = None  # as if pika were not installed
-import runpy
-runpy.run_module("wallaroo.connectors.rabbitmq_source", run_name="__main__")
-"""
-
-
 def test_a_missing_client_library_gives_one_line_naming_the_extra(procs):
-    result = subprocess.run(
-        [sys.executable, "-c", MISSING, *APP, "--connector", "orders"],
-        cwd=procs.cwd, env=procs.env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "pip install 'wallaroo-py[rabbitmq]'" in lines[0]
+    assert_a_missing_library_is_one_line(
+        procs, "pika", "rabbitmq", "rabbitmq_source", *APP, "--connector", "orders"
+    )

@@ -4,24 +4,13 @@ Redis pub/sub -> worker -> Redis hash."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import pytest
-from connector_helpers import REPO, Proc, free_port
-
-import redis
+from connector_helpers import REPO, Proc, assert_a_missing_library_is_one_line, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 APP = ["--application-module", "redis_pipeline"]
-
-
-@pytest.fixture
-def client(redis_port):
-    connection = redis.Redis(port=redis_port, decode_responses=True)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture
@@ -178,25 +167,9 @@ def test_both_programs_reconnect_when_redis_goes_away_and_comes_back(
     client.delete(key)
 
 
-MISSING = """
-import sys
-sys.modules["redis"] = None  # as if redis-py were not installed
-import runpy
-sys.argv = [sys.argv[0], *sys.argv[1:]]
-runpy.run_module("wallaroo.connectors." + sys.argv.pop(1), run_name="__main__")
-"""
-
-
 @pytest.mark.parametrize("program", ["redis_subscriber_source", "redis_hash_sink"])
 def test_a_missing_client_library_gives_one_line_naming_the_extra(procs, program):
-    result = subprocess.run(
-        [sys.executable, "-c", MISSING, program, *APP, "--connector", "x"],
-        cwd=procs.cwd, env=procs.env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "pip install 'wallaroo-py[redis]'" in lines[0]
+    assert_a_missing_library_is_one_line(procs, "redis", "redis", program, *APP, "--connector", "x")
 
 
 @pytest.mark.parametrize("given", [[], ["--events-topic", "a", "--events-pattern", "b*"]])
