@@ -3,13 +3,17 @@ history, and that it stays out of the way (no metrics, no service)."""
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 
 import wallaroo
 import wallaroo.experimental as wx
-from wallaroo.loader import load_application
 from wallaroo.protocol.frames import Hello, Message, Notify, NotifyAck, Ok
 from wallaroo.protocol.reader import FrameReader
-from wallaroo.worker.runtime import Worker, WorkerOptions
+from wallaroo.worker.runtime import WorkerOptions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worker"))
+from helpers import with_worker
 
 COOKIE = "metrics-cookie"
 
@@ -47,15 +51,9 @@ def run_worker(options, scenario):
     async def main():
         sink = await asyncio.start_server(drain, "127.0.0.1", 0)
         port = sink.sockets[0].getsockname()[1]
-        worker = Worker(load_application(connector_app(port)), options)
-        ready = asyncio.Event()
-        task = asyncio.create_task(worker.run(ready=lambda _: ready.set()))
-        await asyncio.wait_for(ready.wait(), 10)
         try:
-            return await scenario(worker)
+            return await with_worker(connector_app(port), scenario, options)
         finally:
-            worker.stop()
-            await asyncio.wait_for(task, 20)
             sink.close()
 
     return asyncio.run(main())
