@@ -201,3 +201,81 @@ def test_a_trickle_of_messages_is_acknowledged_soon(tmp_path):
         c.close()
 
     run(scenario, tmp_path)  # 4096 credits: far from a refill
+
+
+def dead_letter_lines(caplog):
+    return [r for r in caplog.records if "dead letter" in r.getMessage()]
+
+
+def test_a_dead_letter_is_logged_once_with_the_file_then_summarised(tmp_path, caplog):
+    """10,000 undecodable messages of one stage in a burst: three log lines in all (the first,
+    one summary when its 10 s have passed, the total at shutdown)."""
+
+    async def scenario(worker, port, sink):
+        c, _, _ = await opened(port)
+        c.send(*(Message(1, i, 0, None, b"bad %d" % i) for i in range(10_000)))
+        c.send(Message(1, 10_000, 0, None, b"ok last"))
+        assert await sink.wait_lines(1, timeout=30) == ["ok last"]
+        first = dead_letter_lines(caplog)
+        assert len(first) == 1
+        await asyncio.sleep(11.2)  # the worker's periodic flush logs the summary
+        c.close()
+
+    with caplog.at_level(logging.INFO, logger="wallaroo.worker"):
+        run(scenario, tmp_path, max_credits=20_000, refill=1_000)
+    lines = dead_letter_lines(caplog)
+    assert [r.levelno for r in lines] == [logging.WARNING] * 3, [r.getMessage() for r in lines]
+    first, summary, total = (r.getMessage() for r in lines)
+    path = str(tmp_path / "deadletter.jsonl")
+    assert "stage 'decoder decode'" in first and "not ok" in first and path in first
+    assert "9,999 more dead letters in the last" in summary and "(10,000 in all)" in summary
+    assert total == f"10000 dead letters in all (stage 'decoder decode': 10000); kept in {path}"
+    assert len((tmp_path / "deadletter.jsonl").read_text().splitlines()) == 10_000
+
+
+def test_connectors_connecting_and_leaving_are_one_info_line_each(tmp_path, caplog):
+    async def scenario(worker, port, sink):
+        c, _, _ = await opened(port)
+        c.close()
+        stranger = await RawClient.open(port)  # never says HELLO: not worth a line
+        stranger.close()
+        deadline = asyncio.get_running_loop().time() + 5
+        while worker.listeners[0].connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
+    with caplog.at_level(logging.INFO, logger="wallaroo.worker"):
+        run(scenario, tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("connector t")]
+    assert len(lines) == 2, lines
+    assert "connector test (instance) from 127.0.0.1:" in lines[0]
+    assert lines[0].endswith("connected to connector source 'feed'")
+    assert lines[1].endswith("disconnected from connector source 'feed'")
+
+
+def test_peer_text_in_the_connect_line_is_escaped(tmp_path, caplog):
+    async def scenario(worker, port, sink):
+        c = await RawClient.open(port)
+        c.send(Hello("0.0.1", COOKIE, "evil\n2026 CRITICAL wallaroo.worker: forged\x1b[2J", "i"))
+        await c.expect(Ok)
+        c.close()
+
+    with caplog.at_level(logging.INFO, logger="wallaroo.worker"):
+        run(scenario, tmp_path)
+    lines = [r.getMessage() for r in caplog.records if "evil" in r.getMessage()]
+    assert len(lines) == 2  # connected, disconnected
+    for line in lines:
+        assert "\n" not in line and "\x1b" not in line
+        assert "evil\\n2026 CRITICAL" in line
+
+
+def test_empty_messages_are_counted_not_processed(tmp_path):
+    async def scenario(worker, port, sink):
+        c, _, _ = await opened(port)
+        c.send(Message(1, 0, 0, None, None), Message(1, 1, 0, None, b"ok"))
+        assert await sink.wait_lines(1) == ["ok"]
+        (stats,) = [s for s in worker.statistics().sources if s.name == "feed"]
+        assert (stats.messages, stats.empty_messages) == (1, 1)
+        c.close()
+
+    run(scenario, tmp_path)
+    assert not (tmp_path / "deadletter.jsonl").exists()

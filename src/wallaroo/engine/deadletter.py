@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import pickle
 import threading
@@ -29,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from wallaroo.logsummary import LogSummary, clip
 
 __all__ = ["DeadLetter", "DeadLetterLog", "DeadLetterStatistics", "encode_payload", "last_frame"]
 
@@ -104,6 +107,11 @@ class DeadLetterLog:
             directory is created on the first dead letter.
         worker: the worker name written in every record.
         keep: how many of the latest records :attr:`records` keeps.
+        log: where to say so, or None for no log lines. The first dead letter of each stage
+            is a WARNING naming the stage, the error and the file; more from that stage give
+            at most one summary line per ``summary_interval`` seconds (also from
+            :meth:`flush_log`, which a periodic task calls), and :meth:`close` logs the total.
+        summary_interval: seconds between two summary lines of one stage.
     """
 
     def __init__(
@@ -112,8 +120,15 @@ class DeadLetterLog:
         *,
         worker: str = "worker",
         keep: int = 10_000,
+        log: logging.Logger | None = None,
+        summary_interval: float = 10.0,
     ) -> None:
         self.path = Path(path) if path is not None else None
+        self._summary = (
+            LogSummary(log, interval=summary_interval, what="dead letters")
+            if log is not None
+            else None
+        )
         self.worker = worker
         self.records: deque[DeadLetter] = deque(maxlen=keep)
         self.serialize: Callable[[Any], bytes] | None = None
@@ -134,14 +149,16 @@ class DeadLetterLog:
         key: str | None = None,
         message: str | None = None,
         now_ns: int | None = None,
+        worker: str | None = None,
     ) -> DeadLetter:
-        """Record one dead letter and return it."""
+        """Record one dead letter and return it; ``worker`` is the worker the message came
+        from (default: the log's ``worker``)."""
         payload, encoding = encode_payload(value, self.serialize)
         seconds = (now_ns / 1e9) if now_ns is not None else datetime.now(UTC).timestamp()
         stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         letter = DeadLetter(
             time=stamp,
-            worker=self.worker,
+            worker=self.worker if worker is None else worker,
             pipeline=pipeline,
             stage=stage,
             stream_id=stream_id,
@@ -154,12 +171,29 @@ class DeadLetterLog:
             payload_encoding=encoding,
         )
         with self._lock:
+            if self.path is not None:
+                self._write(letter)  # first: a letter that cannot be written is not counted
             self._total += 1
             self._counts[stage] = self._counts.get(stage, 0) + 1
             self.records.append(letter)
-            if self.path is not None:
-                self._write(letter)
+        if self._summary is not None:
+            self._summary.event(
+                f"stage {stage!r}",
+                "dead letter at stage %r of pipeline %r: %s: %s; kept in %s (more from this "
+                "stage are summarised every %.0f s)",
+                stage,
+                pipeline,
+                letter.error_type,
+                clip(letter.message),
+                self.path if self.path is not None else "memory only",
+                self._summary.interval,
+            )
         return letter
+
+    def flush_log(self) -> None:
+        """Log the summary lines that are due (see ``log``); cheap when there are none."""
+        if self._summary is not None:
+            self._summary.flush()
 
     def _write(self, letter: DeadLetter) -> None:
         path = self.path
@@ -176,10 +210,23 @@ class DeadLetterLog:
         return self._total
 
     def close(self) -> None:
+        """Close the file; with a ``log``, log the total (one line) if there were any."""
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+            total, by_stage = self._total, sorted(self._counts.items())
+        summary, self._summary = self._summary, None
+        if summary is None:
+            return
+        summary.close(totals=False)
+        if total:
+            summary.log.warning(
+                "%d dead letters in all (%s); kept in %s",
+                total,
+                ", ".join(f"stage {stage!r}: {n}" for stage, n in by_stage),
+                self.path if self.path is not None else "memory only",
+            )
 
     def statistics(self) -> DeadLetterStatistics:
         with self._lock:

@@ -68,7 +68,7 @@ class SinkActor:
         self.sink = self.plan.sinks[index]
         self.aligner = BarrierAligner(inputs)
         self.loop = LoopThread(f"sink {self.sink.name}")
-        self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.sink{index}")
+        self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.sink{index}", log=log)
         self.output: SinkOutput | KafkaSinkOutput = self.loop.call(self._output)
         if restore is not None and isinstance(self.output, ConnectorSinkOutput):
             self.loop.call(self.output.restore, int(restore["offset"]), restore["txn"])
@@ -164,6 +164,7 @@ class SinkActor:
 
     def stop(self) -> None:
         self.loop.call(self.output.stop)
+        self.dead.close()
 
     def info(self) -> dict[str, Any]:
         """This actor's name, process id and node."""

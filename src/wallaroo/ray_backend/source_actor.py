@@ -99,7 +99,7 @@ class SourceActor:
         self.slots = slots
         self.restore_entry = restore or {}
         self.loop = LoopThread(f"source {self.source.name}")
-        self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.{self.name}")
+        self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.{self.name}", log=log)
         self.dead.serialize = self.loaded.serialize
         self.channels: list[Channel] = []
         self.ingress: Any = None
@@ -323,4 +323,6 @@ async def _stop(actor: SourceActor, timeout: float) -> bool:
         task.cancel()
     if isinstance(actor.ingress, ConnectorSourceListener | TCPSourceListener):
         await actor.ingress.stop()
-    return actor.drain(timeout)
+    drained = actor.drain(timeout)
+    actor.dead.close()
+    return drained

@@ -7,6 +7,7 @@ except :meth:`WorkerActor.deliver` (which runs the batch through the keyed segme
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -25,7 +26,11 @@ class WorkerActor:
 
     def __init__(self, spec: AppSpec, index: int, slots: SlotMap) -> None:
         loaded, plan = spec.load()
-        dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.{worker_name(index)}")
+        dead = DeadLetterLog(
+            deadletter_path(spec),
+            worker=f"{spec.name}.{worker_name(index)}",
+            log=logging.getLogger("wallaroo.ray"),
+        )
         dead.serialize = loaded.serialize
         self.core = WorkerCore(loaded, plan, index, slots, dead)
         self.started = time.perf_counter()

@@ -22,8 +22,15 @@ from wallaroo.configs import SourceConnectorConfig, TCPSourceConfig
 from wallaroo.decorators import Decoder
 from wallaroo.engine.local import LocalEngine
 from wallaroo.errors import FrameError
+from wallaroo.logsummary import clip
 from wallaroo.plan.physical import SourcePlan
-from wallaroo.protocol.events import Messages, SessionClosed, StreamClosed, StreamOpened
+from wallaroo.protocol.events import (
+    HandshakeDone,
+    Messages,
+    SessionClosed,
+    StreamClosed,
+    StreamOpened,
+)
 from wallaroo.protocol.frames import Restart
 from wallaroo.protocol.reader import HeaderReader, LengthPrefixedReader
 from wallaroo.protocol.source_session import SourceSession
@@ -46,6 +53,8 @@ class IngressStatistics:
     connections_total: int
     messages: int
     errors: int
+    empty_messages: int = 0
+    """MESSAGEs without a payload (the protocol's "no data"): counted, not processed."""
 
 
 class _Listener(abc.ABC):
@@ -71,6 +80,7 @@ class _Listener(abc.ABC):
         self.connections_total = 0
         self.messages = 0
         self.errors = 0
+        self.empty_messages = 0
 
     @abc.abstractmethod
     def _protocol(self) -> asyncio.Protocol:
@@ -101,6 +111,7 @@ class _Listener(abc.ABC):
             self.connections_total,
             self.messages,
             self.errors,
+            self.empty_messages,
         )
 
 
@@ -190,6 +201,7 @@ class _ConnectorConnection(asyncio.Protocol):
         self.session = listener.new_session()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.program: str | None = None  # "name (instance)" once HELLO was accepted
         self.process = listener.runner.run
         self.needs_keys = listener.runner.needs_keys
         self.timed = listener.engine.plan.timed
@@ -208,6 +220,8 @@ class _ConnectorConnection(asyncio.Protocol):
                 self._deliver(event)
             elif isinstance(event, SessionClosed):
                 self._closed(event)
+            elif isinstance(event, HandshakeDone):
+                self._greeted(event)
             elif isinstance(event, StreamOpened):
                 self.listener.log.debug(
                     "connector %s opened stream %d (%s) at %d",
@@ -253,6 +267,7 @@ class _ConnectorConnection(asyncio.Protocol):
         keys: list[Any] | None = None
         if None in payloads:  # empty MESSAGEs carry no data; their ids still count as seen
             keep = [i for i, p in enumerate(payloads) if p is not None]
+            self.listener.empty_messages += len(payloads) - len(keep)
             payloads = [payloads[i] for i in keep]
             ids_kept = [ids[i] for i in keep]
             raw_keys = [event.keys[i] for i in keep]
@@ -287,6 +302,22 @@ class _ConnectorConnection(asyncio.Protocol):
             return [now] * len(payloads)
         return [t * 1_000_000 if t > 0 else now for t in kept]
 
+    def _greeted(self, event: HandshakeDone) -> None:
+        self.program = f"{clip(event.program_name, 80)!s} ({clip(event.instance_name, 80)!s})"
+        self._log_link("connected to")
+
+    def _log_link(self, what: str) -> None:
+        """One INFO line: this connector (``name (instance)``, escaped) ``what`` the source."""
+        listener = self.listener
+        listener.log.info(
+            "connector %s from %s %s %s '%s'",
+            self.program,
+            self.peer,
+            what,
+            listener.kind,
+            listener.plan.name,
+        )
+
     def _closed(self, event: SessionClosed) -> None:
         if event.error:
             self.listener.errors += 1
@@ -298,6 +329,9 @@ class _ConnectorConnection(asyncio.Protocol):
             )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.program is not None:  # only connectors that said HELLO are worth a line
+            self._log_link("disconnected from")
+            self.program = None
         self.session.connection_lost()
         self.listener.connections.discard(self)
         if self.transport is not None:

@@ -157,7 +157,7 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._started = False
         self.gate = Gate()
-        dead = DeadLetterLog(self._deadletter_path(), worker=self.options.name)
+        dead = DeadLetterLog(self._deadletter_path(), worker=self.options.name, log=self.log)
         dead.serialize = loaded.serialize
         self._dead = dead
         self.outputs: list[SinkOutput | KafkaSinkOutput] = [
@@ -308,6 +308,7 @@ class Worker:
                 background.append(tasks.create_task(self._tick(), name="windows"))
             if self.metrics is not None:
                 background.append(tasks.create_task(self.metrics.run(), name="metrics"))
+            background.append(tasks.create_task(self._summaries(), name="log summaries"))
             self.log.info(
                 "worker '%s' is running application '%s'", self.options.name, self.plan.app_name
             )
@@ -317,6 +318,12 @@ class Worker:
             for task in background:
                 task.cancel()
             await self._shutdown()
+
+    async def _summaries(self, interval: float = 1.0) -> None:
+        """Log the dead-letter summary lines that are due, while the worker runs."""
+        while True:
+            await asyncio.sleep(interval)
+            self._dead.flush_log()
 
     async def _tick(self, interval: float = 0.1) -> None:
         """Let idle windows fire as time passes."""
