@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from diagnostics import give_up
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,19 +88,33 @@ class Proc:
                     )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(
-                        f"{self.name} did not print {text!r} in {timeout} s:\n"
-                        f"{self.output_unlocked()}"
-                    )
+                    break
                 self._cond.wait(remaining)
+        self._give_up()  # outside the lock: the reader thread collects the stacks
+        raise AssertionError(
+            f"{self.name} did not print {text!r} in {timeout} s (its stacks, if it could "
+            f"write them, are at the end):\n{self.output}"
+        )
+
+    def _give_up(self) -> None:
+        """Ask the process for its stacks (SIGUSR1), give it a second, kill it."""
+        give_up(self.popen)
+        self._reader.join(5)
 
     def output_unlocked(self) -> str:
         return "\n".join(self.lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Send ``sig`` and return the exit code."""
+        """Send ``sig`` and return the exit code; a process that does not exit within
+        ``timeout`` is asked for its stacks and killed, and the assertion shows its output."""
         self.popen.send_signal(sig)
-        code = self.popen.wait(timeout)
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._give_up()
+            raise AssertionError(
+                f"{self.name} did not exit {timeout} s after signal {sig}:\n{self.output}"
+            ) from None
         self._reader.join(5)
         return code
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from diagnostics import dump_stacks, give_up
 from wallaroo.connectors.file_sink import log_state, read_committed, read_txnlog, worker_paths
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,8 +172,10 @@ class Proc:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} did not stop within {timeout:g} s") from None
+            give_up(self.popen)  # its stacks land in its log first
+            raise AssertionError(
+                f"{self.name} did not stop within {timeout:g} s:\n{self.tail(80)}"
+            ) from None
 
     def wait(self, timeout: float) -> int:
         """Wait for the exit; return the exit code.
@@ -185,7 +188,10 @@ class Proc:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} still runs after {timeout:g} s") from None
+            dump_stacks(self.popen)
+            raise AssertionError(
+                f"{self.name} still runs after {timeout:g} s:\n{self.tail(80)}"
+            ) from None
 
     def log(self) -> str:
         """Everything the program logged, over all its starts."""
@@ -214,7 +220,12 @@ class Proc:
                 raise AssertionError(f"{self.name} exited ({self.popen.poll()}) before {text!r}")
             return False
 
-        wait_until(seen, timeout, f"{self.name} logging {text!r}")
+        try:
+            wait_until(seen, timeout, f"{self.name} logging {text!r}")
+        except AssertionError as exc:
+            if self.popen is not None:
+                give_up(self.popen)
+            raise AssertionError(f"{exc}:\n{self.tail(80)}") from None
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log().splitlines()[-lines:])

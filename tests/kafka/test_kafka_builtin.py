@@ -12,6 +12,7 @@ import kafka_builtin_app
 import pytest
 from kafka_helpers import Kafka, record
 
+from diagnostics import error_lines
 from wallaroo.loader import load_application
 from wallaroo.worker.runtime import Worker, WorkerOptions
 
@@ -51,7 +52,7 @@ def test_machida_names_a_missing_kafka_flag_in_one_line(procs, kafka):
     worker = procs.machida("kafka_builtin_app", "--kafka_source_topic", "t")
     assert worker.popen.wait(20) == 2
     worker.kill()
-    assert worker.lines == [
+    assert error_lines(worker.output) == [
         "machida: error: --kafka_sink_topic is required by the Kafka sink "
         "(e.g. --kafka_sink_topic my-topic)"
     ]
@@ -70,11 +71,9 @@ def test_machida_without_confluent_kafka_names_the_extra_in_one_line(procs, kafk
     worker = procs.python("machida", "-c", code)
     assert worker.popen.wait(20) == 2
     worker.kill()
-    assert len(worker.lines) == 1, worker.output
-    assert worker.lines[0].startswith(
-        "machida: error: Kafka sink 'kafka_sink' needs confluent-kafka"
-    )
-    assert worker.lines[0].endswith("pip install 'wallaroo-py[kafka]'")
+    (line,) = error_lines(worker.output)
+    assert line.startswith("machida: error: Kafka sink 'kafka_sink' needs confluent-kafka")
+    assert line.endswith("pip install 'wallaroo-py[kafka]'")
 
 
 def test_in_process_bad_records_are_dead_letters_and_the_rest_arrives(kafka, tmp_path: Path):

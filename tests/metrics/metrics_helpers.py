@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from diagnostics import give_up
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BIN = Path(sys.executable).parent
@@ -122,6 +124,7 @@ class WorkerProcess:
                         return
             except OSError:
                 time.sleep(0.05)
+        give_up(self.proc)  # its stacks land in its log
         raise TimeoutError(f"the worker's metrics endpoint did not answer:\n{self.log()}")
 
     def get(self, path: str) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import wallaroo
+from diagnostics import error_lines
 from wallaroo.engine.deadletter import DeadLetterLog
 from wallaroo.engine.local import LocalEngine
 from wallaroo.engine.segment import SegmentRunner
@@ -451,7 +452,7 @@ def test_without_ray_the_backend_names_the_extra(tmp_path):
         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 2
-    (line,) = out.stderr.splitlines()
+    (line,) = error_lines(out.stderr)
     assert line.startswith("machida: error: --backend ray needs Ray")
     assert "pip install 'wallaroo-py[ray]'" in line
 

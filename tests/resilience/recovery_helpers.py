@@ -13,6 +13,8 @@ from pathlib import Path
 
 from endpoint import Endpoint
 
+from diagnostics import give_up
+
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
 
@@ -49,13 +51,50 @@ def counting_worker(
     return command, env
 
 
+RUNNING = "is running application"
+"""What the worker logs once its sources listen and its tasks run."""
+
+
+def wait_running(worker: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    """Wait until ``worker`` logged :data:`RUNNING` in ``log``.
+
+    A worker that does not get there is asked for its stacks (SIGUSR1: they land in its log)
+    and killed, and the assertion shows the log.
+    """
+    deadline = time.monotonic() + timeout
+    while RUNNING not in log.read_text(errors="replace"):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            state = f"exited with {worker.returncode}" if worker.poll() is not None else "hung"
+            give_up(worker)
+            raise AssertionError(
+                f"the worker {state} before it ran ({timeout} s); its log {log}:\n"
+                + log.read_text(errors="replace")[-6000:]
+            )
+        time.sleep(0.05)
+
+
 def settle_and_stop(
-    worker: subprocess.Popen[bytes], sink: Endpoint, expected: dict[str, int], timeout: float
+    worker: subprocess.Popen[bytes],
+    sink: Endpoint,
+    expected: dict[str, int],
+    timeout: float,
+    log: Path,
 ) -> None:
-    """Wait up to ``timeout`` s for the sink's final counts to be ``expected``, then stop the
-    worker with SIGTERM and check that it exits with 0 (the caller asserts the counts)."""
+    """Wait until ``worker`` runs (:func:`wait_running`), then up to ``timeout`` s for the
+    sink's final counts to be ``expected``; then stop the worker with SIGTERM and check that
+    it exits with 0 (the caller asserts the counts). A worker that does not stop in 20 s is
+    asked for its stacks and killed."""
+    wait_running(worker, log)
     deadline = time.monotonic() + timeout
     while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
         time.sleep(0.1)
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(20) == 0
+    try:
+        code = worker.wait(20)
+    except subprocess.TimeoutExpired:
+        give_up(worker)
+        raise AssertionError(
+            "the worker did not stop 20 s after SIGTERM; its log:\n"
+            + log.read_text(errors="replace")[-6000:]
+        ) from None
+    assert code == 0, f"the worker exited with {code}; its log:\n" + log.read_text()[-3000:]

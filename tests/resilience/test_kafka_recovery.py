@@ -62,7 +62,7 @@ def test_builtin_kafka_source_recovers_exactly_from_checkpointed_offsets(tmp_pat
             worker = start()
         producer.join(60)
         expected = {f"k{i}": total // keys for i in range(keys)}
-        settle_and_stop(worker, sink, expected, 60)
+        settle_and_stop(worker, sink, expected, 60, tmp_path / f"w{len(logs) - 1}.log")
     finally:
         for p in procs:
             if p.poll() is None:

@@ -22,8 +22,11 @@ def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
         files.append((tmp_path / name).open("w"))
         return files[-1]
 
+    worker_logs = []
+
     def start_worker():
-        p = subprocess.Popen(worker_cmd, env=env, stderr=log_file(f"w{len(procs)}.log"))
+        worker_logs.append(tmp_path / f"w{len(procs)}.log")
+        p = subprocess.Popen(worker_cmd, env=env, stderr=log_file(worker_logs[-1].name))
         procs.append(p)
         return p
 
@@ -57,7 +60,7 @@ def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
             worker = start_worker()
         assert feeder.wait(120) == 0, (tmp_path / "feeder.log").read_text()
         expected = {f"k{i}": total // keys for i in range(keys)}
-        settle_and_stop(worker, sink, expected, 30)
+        settle_and_stop(worker, sink, expected, 30, worker_logs[-1])
     finally:
         for p in procs:
             if p.poll() is None:
@@ -103,11 +106,7 @@ def test_a_crash_at_each_point_of_a_checkpoint_recovers_exactly(tmp_path, point)
         worker = subprocess.Popen(cmd, env=env, stderr=logs[2])
         assert feeder.wait(120) == 0
         expected = {f"k{i}": total // keys for i in range(keys)}
-        deadline = time.monotonic() + 60
-        while final_counts(sink.lines()) != expected and time.monotonic() < deadline:
-            time.sleep(0.1)
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(20) == 0
+        settle_and_stop(worker, sink, expected, 60, tmp_path / "2.log")
     finally:
         for p in (crashing, feeder, worker):
             if p is not None and p.poll() is None:

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 from procs import BIN, ROOT, env_with, free_port, wait_port
 
+from diagnostics import error_lines, give_up
 from wallaroo.cli.worker_flags import parse_worker_flags
 from wallaroo.errors import ConfigurationError
 
@@ -74,7 +75,7 @@ def test_worker_name_defaults():
 def test_a_bad_worker_flag_exits_2_with_one_line(args, words):
     out = run_cli(MACHIDA, "--application-module", "word_count", *args)
     assert out.returncode == 2
-    (line,) = out.stderr.splitlines()
+    (line,) = error_lines(out.stderr)
     assert line.startswith("machida: error: ")
     assert words in line
 
@@ -85,14 +86,14 @@ def test_missing_module_flag_and_unimportable_module():
     assert "--application-module is required" in out.stderr
     out = run_cli(MACHIDA, "--application-module", "no_such_app_module")
     assert out.returncode == 2
-    (line,) = out.stderr.splitlines()
+    (line,) = error_lines(out.stderr)
     assert "cannot import application module 'no_such_app_module'" in line
 
 
 def test_an_application_error_exits_2_with_one_line():
     out = run_cli(MACHIDA, "--application-module", "word_count")  # it needs --in and --out
     assert out.returncode == 2
-    (line,) = out.stderr.splitlines()
+    (line,) = error_lines(out.stderr)
     assert "this application needs --in" in line
 
 
@@ -203,3 +204,56 @@ def test_python_dash_m_wallaroo():
 def test_parse_errors_raise_configuration_error():
     with pytest.raises(ConfigurationError, match="--join cannot be combined"):
         parse_worker_flags(["--application-module", "m", "-t", "--join", "127.0.0.1:1"])
+
+
+def test_the_first_line_names_version_pid_and_command_and_sigusr1_dumps_the_stacks(tmp_path):
+    port = free_port()
+    log = tmp_path / "worker.log"
+    with log.open("w") as err:
+        worker = subprocess.Popen(
+            [MACHIDA, "--application-module", "word_count",
+             "--in", f"Split and Count@127.0.0.1:{port}", "--out", "127.0.0.1:9"],
+            stderr=err, env=env_with(WORD_COUNT),
+        )  # fmt: skip
+        try:
+            wait_port(port)
+            first = log.read_text().splitlines()[0]
+            assert re.search(rf"wallaroo-py \S+ worker starting: pid {worker.pid}, ", first)
+            assert (
+                f"machida --application-module word_count --in 'Split and Count@127.0.0.1:{port}'"
+                in first
+            )
+            worker.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while "most recent call first" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert worker.poll() is None  # the dump does not stop it
+            assert 'File "' in log.read_text() and "thread 0x" in log.read_text().lower()
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(20) == 0
+        finally:
+            give_up(worker)  # a no-op once it exited
+
+
+def test_a_sigterm_while_the_application_is_imported_exits_0(tmp_path):
+    (tmp_path / "slow_app.py").write_text(
+        "import sys, time\n"
+        "print('importing', flush=True, file=sys.stderr)\n"
+        "time.sleep(30)\n"
+        "def application_setup(args):\n"
+        "    raise AssertionError('never reached')\n"
+    )
+    worker = subprocess.Popen(
+        [MACHIDA, "--application-module", "slow_app"],
+        stderr=subprocess.PIPE, text=True, env=env_with(tmp_path),
+    )  # fmt: skip
+    try:
+        assert worker.stderr is not None
+        lines = [worker.stderr.readline(), worker.stderr.readline()]
+        assert " worker starting: pid " in lines[0] and lines[1] == "importing\n"
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(10) == 0
+    finally:
+        give_up(worker)
+        if worker.stderr is not None:
+            worker.stderr.close()

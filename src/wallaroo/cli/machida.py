@@ -9,18 +9,25 @@ that cannot be loaded, 1 for anything else.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from wallaroo import __version__
 from wallaroo.cli.worker_flags import WorkerFlags, parse_worker_flags
 from wallaroo.errors import CheckpointError, ConfigurationError, WallarooParameterError
-from wallaroo.loader import load_application
-from wallaroo.worker import loop as event_loop
-from wallaroo.worker.runtime import Worker, WorkerOptions
+
+if TYPE_CHECKING:
+    from wallaroo.worker.runtime import Worker
+
+# The worker itself (wallaroo.worker.*) is imported by _main, after main() installed its SIGTERM
+# handler: a stop request during those imports then exits with 0 instead of killing the process.
 
 __all__ = ["main", "run_worker"]
 
@@ -87,6 +94,8 @@ def _notices(flags: WorkerFlags, log: logging.Logger) -> None:
 
 async def run_worker(worker: Worker) -> None:
     """Run ``worker`` until SIGINT or SIGTERM."""
+    from wallaroo.worker import loop as event_loop
+
     loop = asyncio.get_running_loop()
     worker.log.debug("event loop: %s", event_loop.loop_name(loop))
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -95,22 +104,37 @@ async def run_worker(worker: Worker) -> None:
         await worker.run()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+            loop.remove_signal_handler(sig)  # which restores SIG_DFL: a SIGTERM would kill
+        signal.signal(signal.SIGTERM, _already_stopping)
 
 
-def _stop_while_starting(_signum: int, _frame: object) -> None:
+def _stop_while_starting(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # a stop request before the event loop runs: exit cleanly
 
 
+def _already_stopping(_signum: int, _frame: FrameType | None) -> None:
+    logging.getLogger("wallaroo.worker").info("SIGTERM while stopping: already stopping")
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Entry point of ``machida``; returns the exit code."""
+    """Entry point of ``machida``; returns the exit code.
+
+    Before anything else it installs a SIGTERM handler (a stop request at any moment of the
+    start-up exits with 0) and registers :mod:`faulthandler` on SIGUSR1: ``kill -USR1 PID``
+    writes every thread's stack to stderr, the worker's log, and the worker goes on. A SIGTERM
+    during the shutdown is logged and ignored (the worker is already stopping).
+    """
     previous = signal.signal(signal.SIGTERM, _stop_while_starting)
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     try:
         return _main(argv, prog)
     except KeyboardInterrupt:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if hasattr(signal, "SIGUSR1"):
+            faulthandler.unregister(signal.SIGUSR1)
 
 
 def _main(argv: Sequence[str] | None, prog: str | None) -> int:
@@ -129,6 +153,13 @@ def _main(argv: Sequence[str] | None, prog: str | None) -> int:
         return 0
     _setup_logging()
     log = logging.getLogger("wallaroo.worker")
+    log.info(
+        "wallaroo-py %s worker starting: pid %d, %s (kill -USR1 %d dumps its stacks here)",
+        __version__,
+        os.getpid(),
+        shlex.join([prog, *args]),
+        os.getpid(),
+    )
     if flags.application_module is None:  # parse_worker_flags requires it; keeps mypy honest
         print(f"{prog}: error: --application-module is required", file=sys.stderr)
         return 2
@@ -136,6 +167,10 @@ def _main(argv: Sequence[str] | None, prog: str | None) -> int:
         from wallaroo.ray_backend.runner import run as run_on_ray
 
         return run_on_ray(flags, prog)
+    from wallaroo.loader import load_application
+    from wallaroo.worker import loop as event_loop
+    from wallaroo.worker.runtime import Worker, WorkerOptions
+
     try:
         loaded = load_application(flags.application_module, [prog, *flags.app_args])
         options = WorkerOptions(
