@@ -16,13 +16,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from bench import e2e, proc
+from bench import connector_latency, e2e, proc
 from bench.table import Row, render
 
-GROUPS = ("w1", "w2", "w3", "keys", "e2e", "resilience", "latency")
+GROUPS = ("w1", "w2", "w3", "keys", "e2e", "resilience", "latency", "connectors")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class Sizes:
     keys: int = 1_000_000
     write: int = 2_000_000  # W1 through SourceConnector.write, one call per message
     latency_s: float = 10.0
+    connector_slow: int = 30  # messages at 10/s through each source connector
+    connector_mid: int = 300  # ... at 100/s (the seed's celsius feed rate in issue 13)
+    connector_fast: int = 3000  # ... and at 1,000/s
     repeats: int = 5  # in-process (decisions.md: median of 5 interleaved repeats)
     e2e_repeats: int = 3
 
@@ -44,6 +47,9 @@ QUICK = Sizes(
     keys=20_000,
     write=20_000,
     latency_s=1.0,
+    connector_slow=3,
+    connector_mid=10,
+    connector_fast=100,
     repeats=1,
     e2e_repeats=1,
 )
@@ -52,10 +58,17 @@ QUICK = Sizes(
 class Suite:
     """Runs the selected groups, collecting table rows and failures."""
 
-    def __init__(self, sizes: Sizes, groups: set[str], log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        sizes: Sizes,
+        groups: set[str],
+        log: Callable[[str], None],
+        feeds: list[str] | None = None,
+    ) -> None:
         self.sizes = sizes
         self.groups = groups
         self.log = log
+        self.feeds = list(connector_latency.FEEDS) if feeds is None else feeds
         self.rows: list[Row] = []
         self.failures: list[str] = []
         self.raw: dict[str, Any] = {}
@@ -219,6 +232,32 @@ class Suite:
             if self.e2e(f"W1 latency @{share:.0%}", "tcp", [paced]):
                 self.rows[-1].note += f"; offered {rate:,.0f} msg/s for {z.latency_s:.0f} s"
 
+    def run_connectors(self) -> None:
+        """Latency through each prebuilt source connector at 10, 100 and 1,000 msg/s, against
+        its real server, and what it adds to a plain ``SourceConnector``."""
+        z = self.sizes
+        counts = {10.0: z.connector_slow, 100.0: z.connector_mid, 1000.0: z.connector_fast}
+        measured, failures = connector_latency.run_all(self.feeds, counts, self.log)
+        self.failures += failures
+        for r in connector_latency.summary(measured):
+            self.raw[f"connector latency {r.feed} @{r.rate:g}/s"] = asdict(r)
+            note = f"max {r.max_ms:.1f} ms"
+            if r.added_p50_ms is not None and r.added_p99_ms is not None:
+                note = f"added p50 {r.added_p50_ms:+.2f} ms, p99 {r.added_p99_ms:+.2f} ms; {note}"
+            self.rows.append(
+                Row(
+                    "connector latency",
+                    f"{r.feed} @{r.rate:g}/s",
+                    r.n,
+                    "messages",
+                    r.achieved,
+                    None,
+                    p50=r.p50_ms,
+                    p99=r.p99_ms,
+                    note=note,
+                )
+            )
+
     def fail(self, what: str, error: str) -> None:
         self.failures.append(f"{what}: {error}")
         self.log(f"FAILED {what}: {error}")
@@ -238,6 +277,8 @@ class Suite:
             self.run_resilience()
         if "latency" in self.groups:
             self.run_latency()
+        if "connectors" in self.groups:
+            self.run_connectors()
 
 
 def describe(s: e2e.Scenario) -> str:
@@ -285,11 +326,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, help="in-process repeats (default 5)")
     parser.add_argument("--e2e-repeats", type=int, help="end-to-end repeats (default 3)")
+    parser.add_argument(
+        "--connectors",
+        help="with the connectors group: comma-separated feeds, of: "
+        f"{', '.join(connector_latency.FEEDS)} (all; SourceConnector, the baseline, always)",
+    )
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
     groups = {g.strip() for g in args.only.split(",") if g.strip()}
     if unknown := groups - set(GROUPS):
         parser.error(f"unknown group(s) {', '.join(sorted(unknown))}; choose from {GROUPS}")
+    feeds = None
+    if args.connectors:
+        feeds = [f.strip() for f in args.connectors.split(",") if f.strip()]
+        if unknown := set(feeds) - set(connector_latency.FEEDS):
+            parser.error(f"unknown connector feed(s) {', '.join(sorted(unknown))}")
     sizes = QUICK if args.quick else Sizes()
     if args.repeats:
         sizes = replace(sizes, repeats=args.repeats)
@@ -303,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f} s] {text}", file=sys.stderr, flush=True)
 
-    suite = Suite(sizes, groups, log)
+    suite = Suite(sizes, groups, log, feeds)
     suite.run()
     print(f"machine: {machine()}")
     print(

@@ -100,6 +100,42 @@ def test_hooks_follow_the_stream_through_messages_restart_and_end(worker):
     assert conn.join(5) is None
 
 
+class Queued(Recorder):
+    """An iterator fed by another thread, which calls wake(); asked again after idle only
+    every 30 s, so that only wake() can get a message through in time."""
+
+    idle_poll = 30.0
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.queue: list[cwm.Message] = []
+        self.asked_idle = threading.Event()
+
+    def __next__(self) -> cwm.Message | None:
+        if self.queue:
+            return self.queue.pop(0)
+        self.asked_idle.set()
+        return None
+
+
+def test_wake_asks_an_idle_iterator_again_at_once(worker):
+    conn = Queued(worker.port)
+    try:
+        conn.notify(5, "five")
+        conn.connect()
+        assert conn.opened.wait(5)
+        assert conn.asked_idle.wait(5)  # it had nothing: the next poll is 30 s away
+        for i in range(2):
+            conn.queue.append(cwm.Message(5, i, 0, None, b"m%d" % i))
+            started = time.monotonic()
+            conn.wake()
+            worker.wait(lambda n=i: len(worker.messages) == n + 1, timeout=5)
+            assert time.monotonic() - started < 1.0
+    finally:
+        conn.shutdown()
+    assert worker.payloads() == [b"m0", b"m1"]
+
+
 def test_writing_an_error_shuts_down_and_join_returns_it(worker):
     conn = Recorder(worker.port)
     conn.connect()

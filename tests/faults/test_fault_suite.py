@@ -160,6 +160,10 @@ USAGE_ERRORS = {
     "a bad framing": (["--sequences-framing", "csv"], "--sequences-framing must be 'lines' or"),
     "a bad rate": (["--sequences-rate", "0"], "--sequences-rate must be a positive number"),
     "a bad follow": (["--sequences-follow", "maybe"], "--sequences-follow must be 'true' or"),
+    "a bad poll_interval": (
+        ["--sequences-follow", "true", "--sequences-poll_interval", "-1"],
+        "--sequences-poll_interval must be a positive number of seconds",
+    ),
     "an unknown connector": (
         ["--connector", "nope", "--nope-files", "{dir}/input"],
         "has no source connector named 'nope'",

@@ -5,6 +5,8 @@ and a missing message shows)."""
 from __future__ import annotations
 
 import signal
+import threading
+import time
 
 import pika
 import pytest
@@ -45,6 +47,19 @@ def publish(channel, queue: str, first: int, count: int) -> None:
         channel.basic_publish("", queue, str(n).encode())
 
 
+def publish_paced(url: str, queue: str, count: int, batch: int = 500) -> None:
+    """Publish 0..count-1 in batches of ``batch`` a twentieth of a second apart (on a
+    connection of its own: pika's are not shared between threads)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        own = connection.channel()
+        for first in range(0, count, batch):
+            publish(own, queue, first, min(batch, count - first))
+            time.sleep(0.05)
+    finally:
+        connection.close()
+
+
 def expected(count: int) -> dict[str, str]:
     return {f"m{n}": str(2 * n) for n in range(count)}
 
@@ -66,11 +81,14 @@ def test_10000_messages_none_missing_with_the_source_killed_and_restarted_midway
     source.wait_for("consuming queue")
     sink.wait_for("worker 'worker' connected")
     channel.queue_declare(queue, durable=True)  # the same properties, or the broker refuses
-    publish(channel, queue, 0, 10_000)
+    # Published over about 2 s, so that the kill lands while messages are still coming.
+    publisher = threading.Thread(target=publish_paced, args=(rabbitmq_url, queue, 10_000))
+    publisher.start()
     wait_until(lambda: client.hlen(key) >= 3000, "3000 messages through")
     source.popen.kill()  # SIGKILL: deliveries it held go back to the queue
     source.popen.wait(10)
     assert client.hlen(key) < 10_000, "the kill came too late to test anything"
+    publisher.join(30)
     again = launch("rabbitmq_source", "wallaroo connector", *source_args(rabbitmq_url, queue))
     resumed = again.wait_for("connected to the worker")
     assert int(resumed.rsplit(" ", 1)[1]) >= 3000  # ids continue from NOTIFY_ACK + 1

@@ -17,6 +17,8 @@ Parameters (prefixed with the connector's name):
                ``tail -f``), never end the streams, and run until SIGINT or SIGTERM. Default
                ``false``: end each file's stream at its end and exit once every end is
                acknowledged.
+    poll_interval  (optional) with ``follow``, seconds between two looks for more at the end
+               of the files (default 0.005): a record appended waits at most that long.
     instance   (optional) a name for this process, in its log lines and its HELLO.
 
 One connector stream per file, named by the file's absolute path (so a restarted connector
@@ -71,6 +73,7 @@ NONE_SEEN: Final = 2**64 - 1
 """The point of reference that means "nothing seen": start from the beginning."""
 FRAMINGS: Final = ("lines", "u32")
 PROTOCOL_VERSION: Final = "0.0.1"
+POLL_INTERVAL: Final = 0.005  # seconds between looks at the end of followed files
 MAX_RECORD: Final = 15 * 1024 * 1024  # a record must fit in one frame (16 MiB, with headroom)
 _HEADER: Final = struct.Struct(">I")
 
@@ -218,6 +221,7 @@ class FileSource(wx.AtLeastOnceSourceConnector):
         files: the files, already opened.
         throttle: the record rate limit shared by every file.
         instance_name: this process's name in the HELLO.
+        poll_interval: seconds between two looks for more at the end of the files.
 
     The connector's thread calls :meth:`__next__` while the worker grants credits, and the
     hooks; they run with the connector's lock held.
@@ -229,10 +233,13 @@ class FileSource(wx.AtLeastOnceSourceConnector):
         files: Sequence[RecordFile],
         throttle: Throttle,
         instance_name: str,
+        poll_interval: float = POLL_INTERVAL,
     ) -> None:
         super().__init__(
             PROTOCOL_VERSION, config.cookie, "file_source", instance_name, config.host, config.port
         )
+        if any(f.follow for f in files):  # nothing wakes us when a file grows: look often
+            self.idle_poll = poll_interval
         self._encoder = config.encoder
         self._throttle = throttle
         self._files: dict[int, FileStream] = {}
@@ -343,9 +350,13 @@ def _to_bytes(value: Any) -> bytes | None:
 
 
 def parse_options(
-    connector: str, framing: str | None, rate: str | None, follow: str | None
-) -> tuple[str, float | None, bool]:
-    """``(framing, rate, follow)`` from the parameters' strings.
+    connector: str,
+    framing: str | None,
+    rate: str | None,
+    follow: str | None,
+    poll_interval: str | None = None,
+) -> tuple[str, float | None, bool, float]:
+    """``(framing, rate, follow, poll_interval)`` from the parameters' strings.
 
     Raises:
         ValueError: a value is not valid (the message names the flag).
@@ -353,18 +364,27 @@ def parse_options(
     framing = framing or "lines"
     if framing not in FRAMINGS:
         raise ValueError(f"--{connector}-framing must be 'lines' or 'u32', got {framing!r}")
-    limit = None
-    if rate is not None:
-        try:
-            limit = float(rate)
-        except ValueError:
-            limit = -1.0
-        if not 0 < limit < float("inf"):
-            raise ValueError(f"--{connector}-rate must be a positive number, got {rate!r}")
+    limit = None if rate is None else _positive(rate, f"--{connector}-rate", "a positive number")
     flag = (follow or "false").lower()
     if flag not in ("true", "false", "yes", "no", "1", "0"):
         raise ValueError(f"--{connector}-follow must be 'true' or 'false', got {follow!r}")
-    return framing, limit, flag in ("true", "yes", "1")
+    poll = POLL_INTERVAL
+    if poll_interval is not None:
+        poll = _positive(
+            poll_interval, f"--{connector}-poll_interval", "a positive number of seconds"
+        )
+    return framing, limit, flag in ("true", "yes", "1"), poll
+
+
+def _positive(text: str, flag: str, what: str) -> float:
+    """``text`` as a positive, finite float; ValueError naming ``flag`` otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{flag} must be {what}, got {text!r}")
+    return value
 
 
 def open_files(files: str, framing: str, follow: bool) -> list[RecordFile]:
@@ -396,16 +416,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     args = list(sys.argv if argv is None else argv)
     with ProgramRun(log, errors=(ValueError,)) as run:  # a signal raises Stop: exit code 0
-        params = wx.parse_connector_args(args, ["files"], ["framing", "rate", "follow", "instance"])
+        params = wx.parse_connector_args(
+            args, ["files"], ["framing", "rate", "follow", "poll_interval", "instance"]
+        )
         config = wx.find_source_connector(params.application, params.connector_name, args)
-        framing, rate, follow = parse_options(
-            config.name, params.framing, params.rate, params.follow
+        framing, rate, follow, poll = parse_options(
+            config.name, params.framing, params.rate, params.follow, params.poll_interval
         )
         files = open_files(params.files, framing, follow)
         for record_file in files:
             run.callback(record_file.close)
         instance = params.instance or "file_source"
-        source = FileSource(config, files, Throttle(rate), instance)
+        source = FileSource(config, files, Throttle(rate), instance, poll)
         run.callback(source.shutdown)  # the last registered is closed first
         log.info(
             "file_source%s for connector '%s': sending %d files (%s, %s%s%s) to the worker "

@@ -15,6 +15,10 @@ Parameters (prefixed with the connector's name):
                         process that died move to the others.
     auto_offset_reset   where a partition the group never committed starts: earliest
                         (default) or latest.
+    fetch_wait_max_ms   how long a broker may hold a fetch that found no record (100). Kafka
+                        answers as soon as a record arrives, so this only bounds the idle fetch
+                        rate; a broker that polls its log instead (Tansu answers up to about
+                        half of it late) adds up to this much latency.
     instance            names this process to the worker (informative).
 
 Each assigned partition is one stream, ``<topic>/<partition>``; a record's offset is its
@@ -50,6 +54,8 @@ from wallaroo.experimental.program import ProgramRun, UsageError, configure_logg
 log = logging.getLogger("kafka_source")
 
 MAX_QUEUED = 10_000  # records read from Kafka and waiting for the worker's credits
+BATCH = 500  # records taken from the consumer at once
+IDLE_POLL = 0.1  # seconds the consumer waits for a first record before the loop goes on
 COMMIT_EVERY = 1.0  # seconds
 MAX_KEY = 65535  # the protocol's limit on a message key
 
@@ -157,6 +163,12 @@ class KafkaSource:
                 f"milliseconds, got {session_text!r}"
             )
         session = int(session_text)
+        fetch_text = params.fetch_wait_max_ms or "100"
+        if not fetch_text.isdigit() or int(fetch_text) < 1:
+            raise ValueError(
+                f"--{feed.program_name}-fetch_wait_max_ms must be a positive number of "
+                f"milliseconds, got {fetch_text!r}"
+            )
         self.committed: dict[int, int] = {}
         self.brokers_down = False
         self.consumer = ck.Consumer({
@@ -166,6 +178,7 @@ class KafkaSource:
             "auto.offset.reset": self.reset,
             "session.timeout.ms": session,
             "heartbeat.interval.ms": max(100, min(3000, session // 4)),
+            "fetch.wait.max.ms": int(fetch_text),
             "reconnect.backoff.ms": 50,
             "reconnect.backoff.max.ms": 2000,
             "error_cb": self.on_error,
@@ -184,8 +197,14 @@ class KafkaSource:
         while True:
             self.position()
             self.flow()
-            for record in self.consumer.consume(500, 0.1):
-                self.take(record)
+            # consume(n, timeout) waits for n records or the whole timeout: wait for one
+            # record only, then take those already fetched, so nothing waits for more.
+            first = self.consumer.poll(IDLE_POLL)
+            if first is not None:
+                self.take(first)
+                for record in self.consumer.consume(BATCH - 1, 0):
+                    self.take(record)
+                self.feed.wake()  # the worker's side sends them now, not at its next poll
             if time.monotonic() >= next_commit:
                 self.commit(asynchronous=True)
                 next_commit = time.monotonic() + COMMIT_EVERY
@@ -374,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = wallaroo.experimental.SourceConnector(  # finds the connector; never connected
             args, required_params=["topics"],
             optional_params=["bootstrap_brokers", "consumer_group", "session_timeout_ms",
-                             "auto_offset_reset"],
+                             "auto_offset_reset", "fetch_wait_max_ms"],
         )  # fmt: skip
         params, config = found.params, found.config
         topics = [t.strip() for t in params.topics.split(",") if t.strip()]

@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,12 +173,22 @@ class Shard:
 
 
 class ShardReader(threading.Thread):
-    """Reads one shard into its queue (a daemon thread), from where ``Shard.start`` says."""
+    """Reads one shard into its queue (a daemon thread), from where ``Shard.start`` says;
+    calls ``wake`` when it queued records, so that they are sent at once. It waits ``poll``
+    seconds between two reads, except after a full one (more records are waiting)."""
 
-    def __init__(self, client: Any, stream: str, shard: Shard, encoder: Any, poll: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        stream: str,
+        shard: Shard,
+        encoder: Any,
+        poll: float,
+        wake: Callable[[], None],
+    ) -> None:
         super().__init__(name=f"kinesis-{shard.id}", daemon=True)
         self.client, self.stream, self.shard = client, stream, shard
-        self.encoder, self.poll = encoder, poll
+        self.encoder, self.poll, self.wake = encoder, poll, wake
         self.backoff = Backoff(log, f"reading shard {shard.id} of Kinesis stream '{stream}'")
         self.stopping = threading.Event()
         self.error: Exception | None = None
@@ -222,7 +232,10 @@ class ShardReader(threading.Thread):
                 items.append(Item(epoch, next_id, None))
             if not self.enqueue(epoch, items) or iterator is None:
                 return
-            self.stopping.wait(self.poll)
+            if items:
+                self.wake()
+            if len(response["Records"]) < READ_LIMIT:  # else more are waiting: read them now
+                self.stopping.wait(self.poll)
 
     def iterator(self, after: str | None) -> str:
         where: dict[str, str] = {"ShardIteratorType": "TRIM_HORIZON"}
@@ -460,7 +473,12 @@ class Program:
             shard.ended = ended
             if not ended:
                 reader = ShardReader(
-                    self.client, self.stream, shard, self.config.encoder, self.poll
+                    self.client,
+                    self.stream,
+                    shard,
+                    self.config.encoder,
+                    self.poll,
+                    self.source.wake,
                 )
                 self.readers.append(reader)
                 reader.start()

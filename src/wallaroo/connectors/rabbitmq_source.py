@@ -84,7 +84,8 @@ class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
         config: the application's source connector.
         stream: the stream's name and id.
         inbox: the broker's deliveries.
-        settle: acknowledges (True) or rejects (False) deliveries; callable from any thread.
+        settle: acknowledges (True) or rejects (False) deliveries; with ``cumulative``, the
+            deliveries acknowledged are the oldest unsettled ones; callable from any thread.
         current_channel: the number of the broker channel deliveries can be settled on.
     """
 
@@ -93,7 +94,7 @@ class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
         config: wallaroo.experimental.SourceConnectorConfig,
         stream: tuple[str, int],
         inbox: queue.SimpleQueue[Delivery],
-        settle: Callable[[list[tuple[Delivery, bool]]], None],
+        settle: Callable[[list[tuple[Delivery, bool]], bool], None],
         current_channel: Callable[[], int],
     ) -> None:
         super().__init__(
@@ -126,10 +127,10 @@ class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
             except Exception as exc:
                 log.warning("the encoder failed on a delivery (%s: %s); rejected it",
                             type(exc).__name__, exc)  # fmt: skip
-                self._settle([(delivery, False)])
+                self._settle([(delivery, False)], False)
                 continue
             if payload is None:
-                self._settle([(delivery, True)])
+                self._settle([(delivery, True)], False)
                 continue
             self._held.append((self._next_id, delivery, payload))
             self._next_id += 1
@@ -144,8 +145,8 @@ class WorkerFeed(wallaroo.experimental.AtLeastOnceSourceConnector):
         done = []
         while self._held and self._held[0][0] <= point_of_ref:
             done.append((self._held.popleft()[1], True))
-        if done:
-            self._settle(done)
+        if done:  # the oldest held; every delivery before them is settled already
+            self._settle(done, True)
 
     def stream_opened(self, stream: wallaroo.experimental.Stream) -> None:
         """Resume after the worker's position: what it has is settled, the rest is numbered
@@ -224,6 +225,10 @@ class Broker:
         prefetch: how many unacknowledged deliveries the broker may hand over.
         inbox: where deliveries go.
         stop: set by SIGINT/SIGTERM.
+
+    Attributes:
+        wake: called (in the broker's thread) after each turn of the loop that delivered
+            something, so that the worker's side sends it at once.
     """
 
     def __init__(
@@ -240,16 +245,22 @@ class Broker:
         self.prefetch, self.inbox, self.stop = prefetch, inbox, stop
         self.channel_number = 0
         self.consumed = False
-        self._settled: queue.SimpleQueue[tuple[Delivery, bool]] = queue.SimpleQueue()
+        self._settled: queue.SimpleQueue[tuple[list[tuple[Delivery, bool]], bool]]
+        self._settled = queue.SimpleQueue()
         self._connection: Any = None
         self._channel: Any = None
         self._cancelled = False
+        self._delivered = False
+        self.wake: Callable[[], None] = lambda: None
 
-    def settle(self, items: list[tuple[Delivery, bool]]) -> None:
+    def settle(self, items: list[tuple[Delivery, bool]], cumulative: bool = False) -> None:
         """Queue acknowledgements (True) or rejections (False); wake the broker's thread.
-        Callable from any thread."""
-        for item in items:
-            self._settled.put(item)
+        ``cumulative``: ``items`` are acknowledgements, and every delivery of their channel
+        older than the last of them is settled (now or before), so one AMQP ack with
+        ``multiple`` settles them all (the worker's acknowledgements cover hundreds of
+        deliveries: one ack each would hold up the deliveries behind them). Callable from any
+        thread."""
+        self._settled.put((items, cumulative))
         connection = self._connection
         if connection is not None:
             # The loop settles at least every 0.1 s anyway: a failed wake-up is harmless.
@@ -266,7 +277,10 @@ class Broker:
                 self._open(again=self.consumed)
                 delay = FIRST_DELAY
                 while not self.stop.is_set() and alive():
-                    self._connection.process_data_events(time_limit=0.1)
+                    self._connection.process_data_events(time_limit=0.1)  # returns on events
+                    if self._delivered:
+                        self._delivered = False
+                        self.wake()
                     self._drain()
                     if self._cancelled:
                         raise ConnectionError("the broker cancelled the consumer")
@@ -299,6 +313,7 @@ class Broker:
 
         def deliver(_channel: Any, method: Any, _properties: Any, body: bytes) -> None:
             inbox.put(Delivery(number, method.delivery_tag, body))
+            self._delivered = True
 
         channel.basic_consume(self.queue, deliver, auto_ack=False)
         channel.add_on_cancel_callback(self._on_cancel)
@@ -315,15 +330,20 @@ class Broker:
         channel, number = self._channel, self.channel_number
         while True:
             try:
-                delivery, ok = self._settled.get_nowait()
+                items, cumulative = self._settled.get_nowait()
             except queue.Empty:
                 return
-            if channel is None or delivery.channel != number or not channel.is_open:
+            if channel is None or not channel.is_open:
                 continue
-            if ok:
-                channel.basic_ack(delivery.tag)
-            else:
-                channel.basic_nack(delivery.tag, requeue=False)
+            current = [(d, ok) for d, ok in items if d.channel == number]
+            if cumulative and current:
+                channel.basic_ack(current[-1][0].tag, multiple=True)
+                continue
+            for delivery, ok in current:
+                if ok:
+                    channel.basic_ack(delivery.tag)
+                else:
+                    channel.basic_nack(delivery.tag, requeue=False)
 
     def _discard(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
@@ -367,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker = Broker(pika_module, parameters, params.queue, prefetch, inbox, stop)
         feed = WorkerFeed(config, (source.stream_name, source.stream_id), inbox, broker.settle,
                           lambda: broker.channel_number)  # fmt: skip
+        broker.wake = feed.wake  # deliveries are sent at once, not at the feed's next poll
         # On exit, the last registered first: end the stream and wait for the worker's last
         # acknowledgements, pass them on to the broker and close it, close the worker's side.
         run.callback(feed.shutdown)

@@ -29,7 +29,8 @@ __all__ = ["AtLeastOnceSourceConnector", "Stream"]
 log = logging.getLogger("wallaroo.connector")
 
 IDLE_POLL: Final = 0.05
-"""Seconds before an iterator that yielded nothing is asked again."""
+"""Seconds before an iterator that yielded nothing is asked again (the default of
+``AtLeastOnceSourceConnector.idle_poll``), unless ``wake()`` is called first."""
 NOTIFY_RETRY: Final = 0.5
 """Seconds between NOTIFYs of a stream the worker refused (held by another connection)."""
 
@@ -58,11 +59,21 @@ class AtLeastOnceSourceConnector(ConnectionThread):
 
     It does not read the command line; use :func:`parse_connector_args` for that.
 
+    An iterator subclass that yielded nothing is asked again after ``max(delay, idle_poll)``
+    seconds, or as soon as :meth:`wake` is called (no sooner than ``delay`` after its last
+    batch): a subclass fed by another thread calls :meth:`wake` when it has new data, so that
+    nothing waits for the next poll.
+
     Thread-safety: :meth:`write`, :meth:`notify`, :meth:`end_of_stream`,
-    :meth:`remove_stream`, :meth:`shutdown` and :meth:`join` may be called from any thread.
+    :meth:`remove_stream`, :meth:`wake`, :meth:`shutdown` and :meth:`join` may be called from
+    any thread.
     Hooks run in the connector's thread while it holds the connector's lock, so they may call
     those methods (writes from a hook never wait for credits) but must not block.
     """
+
+    idle_poll: float = IDLE_POLL
+    """Seconds before an iterator subclass that yielded nothing is asked again; a subclass
+    that cannot call :meth:`wake` (it polls a file, say) may lower it."""
 
     def __init__(
         self,
@@ -79,7 +90,9 @@ class AtLeastOnceSourceConnector(ConnectionThread):
         self._streams: dict[int, Stream] = {}
         self._refused: set[int] = set()
         self._retry_at = 0.0
-        self._next_pull = 0.0
+        self._next_pull = 0.0  # when the iterator is asked next
+        self._earliest = 0.0  # ... at the soonest, after wake(): ``delay`` after the last batch
+        self._woken = False  # wake() was called since the last pull
 
     # -- hooks (override) -------------------------------------------------------------------
     def stream_added(self, stream: Stream) -> None:
@@ -192,6 +205,13 @@ class AtLeastOnceSourceConnector(ConnectionThread):
             if stream is not None:
                 self.stream_removed(stream)
 
+    def wake(self) -> None:
+        """Wake the connector's thread now: an iterator subclass is asked for messages at once
+        (no sooner than ``delay`` after its last batch), even if it last yielded nothing.
+        Safe from any thread; call it when new data is ready."""
+        self._woken = True  # read by the thread's next pull; a plain store, no lock needed
+        super().wake()
+
     # -- writing ----------------------------------------------------------------------------
     def _write_message(self, msg: Message) -> None:
         with self._lock:
@@ -235,7 +255,7 @@ class AtLeastOnceSourceConnector(ConnectionThread):
         if self._refused:
             deadlines.append(self._retry_at)
         if callable(getattr(self, "__next__", None)) and self.credits > 0:
-            deadlines.append(self._next_pull)
+            deadlines.append(self._earliest if self._woken else self._next_pull)
         return min(deadlines) if deadlines else None
 
     def _tick(self) -> None:
@@ -250,9 +270,12 @@ class AtLeastOnceSourceConnector(ConnectionThread):
     def _pull(self) -> None:
         next_item = getattr(self, "__next__", None)
         now = time.monotonic()
-        if not callable(next_item) or self._stop.is_set() or now < self._next_pull:
-            return
+        due = self._earliest if self._woken else self._next_pull
         budget = self.credits
+        if not callable(next_item) or self._stop.is_set() or now < due or budget <= 0:
+            return
+        self._woken = False  # a wake() from now on asks again: nothing it announces is missed
+        self._earliest = now + self.delay
         while budget > 0 and not self._stop.is_set():  # shutdown() needs the lock held here
             try:
                 item: Any = next_item()
@@ -260,12 +283,11 @@ class AtLeastOnceSourceConnector(ConnectionThread):
                 self.shutdown()
                 return
             if not item:
-                self._next_pull = now + max(self.delay, IDLE_POLL)
+                self._next_pull = now + max(self.delay, self.idle_poll)
                 return
             self.write(item)
             budget -= 1
-        if self.delay:
-            self._next_pull = now + self.delay
+        self._next_pull = now + self.delay  # out of credits or stopped: ask again once due
 
     def _dispatch(self, events: list[ClientEvent]) -> None:
         for event in events:

@@ -21,7 +21,7 @@ import atexit
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -128,8 +128,8 @@ class SourceConnector:
     def __init__(
         self,
         args: Sequence[str] | None = None,
-        required_params: Iterable[str] = (),
-        optional_params: Iterable[str] = (),
+        required_params: Iterable[str] | Mapping[str, str] = (),
+        optional_params: Iterable[str] | Mapping[str, str] = (),
         *,
         max_unacked: int = 262_144,
         linger: float = 0.001,
@@ -139,7 +139,9 @@ class SourceConnector:
         optional = param_list(optional_params, "optional_params")
         if "instance" not in required and "instance" not in optional:
             optional.append("instance")
-        self.params = parse_connector_args(argv, required, optional)
+        self.params = parse_connector_args(
+            argv, _with_help(required, required_params), _with_help(optional, optional_params)
+        )
         self.config = find_source_connector(
             self.params.application, self.params.connector_name, argv
         )
@@ -517,3 +519,9 @@ class SourceConnector:
         self._held.resume_at(point_of_ref)
         where = f"{self._host}:{self._port}: stream '{self.stream_name}' (id {self.stream_id})"
         log.info("connected to the worker at %s, next message id %d", where, self._held.next_id)
+
+
+def _with_help(names: list[str], given: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    """``names`` with the help texts ``given`` has for them (when it is a mapping)."""
+    texts = given if isinstance(given, Mapping) else {}
+    return {name: str(texts.get(name, "")) for name in names}
