@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
 import socket
 import struct
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from connector_apps import LATER_CELSIUS, SEED_CELSIUS
@@ -40,7 +45,7 @@ def start_udp_source(procs: Procs, way: str, udp_port: int, *extra: str) -> Proc
     return start_connector(procs, "udp_source", way, *args)
 
 
-def start_udp_sink(procs: Procs, way: str, udp_port: int) -> Proc:
+def start_udp_sink(procs: Procs, way: str, udp_port: int, *extra: str) -> Proc:
     args = [
         "--application-module",
         "celsius",
@@ -50,6 +55,7 @@ def start_udp_sink(procs: Procs, way: str, udp_port: int) -> Proc:
         "127.0.0.1",
         "--fahrenheit_conversion-port",
         str(udp_port),
+        *extra,
     ]
     return start_connector(procs, "udp_sink", way, *args)
 
@@ -257,16 +263,96 @@ CUSTOM_SINK = """
 """
 
 
-def test_custom_connectors_written_as_the_seed_shows(procs):
-    write_module(procs.cwd, "quotes", CUSTOM_APP)
+def run_seed_connectors(procs, app: str, source_code: str):
+    """The seed's custom sink program, ``app`` on a worker, then ``source_code`` as the source
+    program, which must finish with 0; returns the sink program."""
+    write_module(procs.cwd, "quotes", app)
     procs.env["MESSAGES_PORT"], procs.env["QUOTES_PORT"] = str(free_port()), str(free_port())
-    source_script = write_module(procs.cwd, "my_source", CUSTOM_SOURCE)
+    source_script = write_module(procs.cwd, "my_source", source_code)
     sink_script = write_module(procs.cwd, "my_sink", CUSTOM_SINK)
     common = ["--application-module", "quotes"]
     sink = procs.python("my_sink", sink_script, *common, "--connector", "quotes")
     procs.machida("quotes")
     source = procs.python("my_source", source_script, *common, "--connector", "messages")
     assert source.popen.wait(30) == 0, source.output
+    return sink
+
+
+def test_custom_connectors_written_as_the_seed_shows(procs):
+    sink = run_seed_connectors(procs, CUSTOM_APP, CUSTOM_SOURCE)
     sink.wait_for("Alice said hello 98")
     said = [line for line in sink.lines if " said " in line]
     assert said == ["Alice said hello world"] + [f"Alice said hello {i}" for i in range(99)]
+
+
+def read_dead_letters(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# decode_quote made strict: a message with a tab in it is one field too many (ValueError).
+STRICT_APP = CUSTOM_APP.replace('data.decode().split("\\t", 1)', 'data.decode().split("\\t")')
+
+TAB_SOURCE = """
+    import wallaroo.experimental
+
+    connector = wallaroo.experimental.SourceConnector(required_params=[], optional_params=[])
+    connector.connect()
+    for i in range(100):
+        connector.write("hello\\tthere" if i == 50 else "hello {}".format(i))
+    connector.close()
+"""
+
+
+def test_the_seed_sink_loop_goes_on_past_an_output_its_decoder_rejects(procs):
+    assert STRICT_APP != CUSTOM_APP
+    sink = run_seed_connectors(procs, STRICT_APP, TAB_SOURCE)
+    sink.wait_for("Alice said hello 99")
+    time.sleep(0.2)  # room for a duplicate to show
+    said = [line for line in sink.lines if " said " in line]
+    assert said == [f"Alice said hello {i}" for i in range(100) if i != 50]
+    assert sink.popen.poll() is None, sink.output  # the loop goes on
+    path = procs.cwd / "wallaroo-deadletter" / "quotes-sink.jsonl"
+    (letter,) = read_dead_letters(path)
+    assert base64.b64decode(letter["payload"]) == b"Alice\thello\tthere"
+    assert (letter["worker"], letter["pipeline"], letter["stage"], letter["error_type"]) == (
+        "worker", "Quotes", "sink decoder decode_quote", "ValueError",
+    )  # fmt: skip
+    assert letter["message_id"] == sum(len(f"Alice\thello {i}") for i in range(50))
+    warning = sink.wait_for("rejected an output")
+    assert f"kept in {path}" in warning
+
+
+# decode_conversion rejects the conversion of 100 °C.
+REJECTING_CELSIUS = SEED_CELSIUS.replace(
+    "    def decode_conversion(data):\n",
+    "    def decode_conversion(data):\n"
+    "        if data == b'212.0':\n"
+    "            raise ValueError('boiling')\n",
+)
+
+
+def test_udp_sink_keeps_an_output_its_decoder_rejects_as_a_dead_letter(procs, udp):
+    assert REJECTING_CELSIUS != SEED_CELSIUS
+    write_module(procs.cwd, "celsius", REJECTING_CELSIUS)
+    celsius_ports(procs)
+    feed_port = free_port(socket.SOCK_DGRAM)
+    results, feed = UdpPeer(), UdpPeer()
+    udp.extend([results, feed])
+    path = procs.cwd / "letters" / "udp.jsonl"
+    source = start_udp_source(procs, "executable", feed_port)
+    sink = start_udp_sink(
+        procs, "executable", results.port, "--fahrenheit_conversion-deadletter_path", str(path)
+    )
+    procs.machida("celsius")
+    source.wait_for("connected to the worker at")
+    sink.wait_for("worker 'worker' connected")
+    values = [float(c) for c in range(95, 106)]
+    feed.send(feed_port, [struct.pack(">f", c) for c in values])
+    expected = [fahrenheit(c) for c in values if c != 100.0]
+    assert results.receive(len(expected)) == expected
+    assert results.receive(1, timeout=0.2) == []
+    (letter,) = read_dead_letters(path)
+    assert base64.b64decode(letter["payload"]) == b"212.0"
+    assert (letter["worker"], letter["message"]) == ("worker", "boiling")
+    assert sink.wait_for("rejected an output").endswith("(more are summarised every 10 s)")
+    assert sink.stop() == 0, sink.output

@@ -293,16 +293,17 @@ class FakeSink:
         self.closed = True
 
 
-def test_read_outputs_skips_what_the_decoder_rejects_and_returns_nothing_on_a_timeout(caplog):
+def test_read_outputs_returns_nothing_on_a_timeout_and_leaves_decoder_errors_to_the_connector(
+    caplog,
+):
     sink: Any = FakeSink([1, 2], TimeoutError(), StreamDecoderError("bad payload"), [3])
     assert read_outputs(sink, log, 10, timeout=0.2) == [1, 2]
     assert read_outputs(sink, log, 10, timeout=0.2) == []
-    assert read_outputs(sink, log, 10) == []
+    with pytest.raises(StreamDecoderError):  # on_decode_error="raise": the program asked
+        read_outputs(sink, log, 10)
     assert read_outputs(sink, log, 10) == [3]
     assert sink.calls == [(10, 0.2), (10, 0.2), (10, None), (10, None)]
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("WARNING", "bad payload; dropped")
-    ]
+    assert caplog.records == []
 
 
 def test_read_outputs_raises_when_the_connector_is_closed_and_read():
@@ -312,7 +313,7 @@ def test_read_outputs_raises_when_the_connector_is_closed_and_read():
 
 
 def test_read_remaining_closes_the_connector_and_yields_until_everything_is_read():
-    sink: Any = FakeSink([1], StreamDecoderError("bad"), [2, 3], ConnectorError("closed"))
+    sink: Any = FakeSink([1], TimeoutError(), [2, 3], ConnectorError("closed"))
     assert list(read_remaining(sink, log, 5)) == [[1], [], [2, 3]]
     assert sink.closed
     assert sink.calls == [(5, 0.0)] * 4
@@ -332,7 +333,8 @@ class FakeSource:
         self.calls.append(("poll", None))
 
 
-def test_send_forever_writes_batches_and_polls_when_idle():
+def test_send_forever_sends_each_batch_at_once_and_polls_when_idle():
+    """A batch of one goes through write_many too: write() would hold it for ``linger``."""
     batches: list[Any] = [[b"a"], [b"b", b"c"], [], ["d"], KeyboardInterrupt()]
 
     def receive() -> list[Any]:
@@ -345,8 +347,8 @@ def test_send_forever_writes_batches_and_polls_when_idle():
     with pytest.raises(KeyboardInterrupt):
         send_forever(source, receive)
     assert source.calls == [
-        ("write", b"a"),
+        ("write_many", [b"a"]),
         ("write_many", [b"b", b"c"]),
         ("poll", None),
-        ("write", "d"),
+        ("write_many", ["d"]),
     ]

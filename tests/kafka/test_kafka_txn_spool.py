@@ -1,5 +1,6 @@
 """The transactional kafka_sink's spool files: a sealed transaction reads back exactly, and a
-damaged one is refused, never skipped (no broker needed)."""
+damaged one is refused, never skipped; a payload the decoder rejects is a dead letter once (no
+broker needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from pathlib import Path
 import pytest
 
 import wallaroo.experimental as wx
-from wallaroo.connectors.kafka_sink import SpoolWriter, read_spool, spool_paths
+from wallaroo.connectors.kafka_sink import (
+    KafkaTransactionalSink,
+    SpoolWriter,
+    TxnSettings,
+    read_spool,
+    spool_paths,
+)
 
 
 def sealed(
@@ -70,3 +77,79 @@ def test_a_damaged_spool_file_is_refused(tmp_path: Path, damage: str):
 def test_a_worker_name_that_cannot_name_a_file_is_refused(tmp_path: Path, worker: str):
     with pytest.raises(ValueError, match="cannot be part of a file name"):
         spool_paths(str(tmp_path), "results", worker)
+
+
+class FakeKafka:
+    """The little of ``confluent_kafka`` a transactional commit uses, without a broker: every
+    ``commit_transaction`` in ``failing`` (counted from 1) raises, as lost brokers would."""
+
+    class KafkaException(Exception):
+        pass
+
+    class _Error:
+        def txn_requires_abort(self) -> bool:
+            return True
+
+    def __init__(self, failing: set[int]) -> None:
+        self.failing = failing
+        self.commits = 0
+        self.produced: list[bytes] = []
+
+    def TopicPartition(self, *args: object) -> tuple[object, ...]:
+        return args
+
+    def Producer(self, _config: object) -> object:
+        kafka = self
+
+        class Producer:
+            def init_transactions(self, _timeout: float) -> None: ...
+            def begin_transaction(self) -> None:
+                self.records: list[bytes] = []
+
+            def produce(self, _topic, value, _key, _partition, _report) -> None:
+                self.records.append(value)
+
+            def send_offsets_to_transaction(self, *_args: object) -> None: ...
+            def abort_transaction(self, _timeout: float) -> None: ...
+            def commit_transaction(self, _timeout: float) -> None:
+                kafka.commits += 1
+                if kafka.commits in kafka.failing:
+                    raise kafka.KafkaException(FakeKafka._Error())
+                kafka.produced += self.records
+
+        return Producer()
+
+    def Consumer(self, _config: object) -> object:
+        class Consumer:
+            def consumer_group_metadata(self) -> None: ...
+
+        return Consumer()
+
+
+class Decoder:
+    def decode(self, payload: bytes) -> tuple[bytes, bytes]:
+        if payload.startswith(b"\xff"):
+            raise ValueError("not a record")
+        return b"key", payload
+
+
+def test_a_rejected_payload_is_a_dead_letter_once_however_often_its_commit_is_tried(
+    tmp_path: Path,
+):
+    prepared, txn = sealed(tmp_path, [[b"one", b"\xffbad", b"two"]])
+    kafka = FakeKafka(failing={1})
+    letters: list[tuple[bytes, str | None, int | None]] = []
+    settings = TxnSettings(
+        ck=kafka, brokers="-", topic="t", spool_dir=str(tmp_path), connector="results",
+        id_prefix="p", decoder=Decoder(),
+        dead_letter=lambda payload, _exc, *, worker, message_id: letters.append(
+            (payload, worker, message_id)
+        ),
+    )  # fmt: skip
+    sink = KafkaTransactionalSink("w1", settings)
+    with pytest.raises(FakeKafka.KafkaException):
+        sink.commit(txn)  # the Kafka transaction fails; the worker commits it again later
+    sink.commit(txn)
+    assert kafka.produced == [b"one", b"two"]
+    assert letters == [(b"\xffbad", "w1", 103)]  # once, at its offset in w1's output
+    assert not Path(prepared).exists()

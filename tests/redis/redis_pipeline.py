@@ -55,5 +55,5 @@ def encode_entry(entry):
 
 @wx.stream_message_decoder
 def decode_entry(data):
-    field, value = data.decode().split("\t", 1)
+    field, value = data.decode().split("\t")  # a value with a tab in it raises: a dead letter
     return field, value

@@ -3,6 +3,8 @@ Redis pub/sub -> worker -> Redis hash."""
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
 
 import pytest
@@ -67,6 +69,28 @@ def test_every_published_message_reaches_the_hash_transformed(
     assert client.hgetall(key) == expected(0, 5000)
     assert source.stop() == 0 and sink.stop() == 0
     assert "ERROR" not in source.output + sink.output + worker.output
+    client.delete(key)
+
+
+def test_an_output_the_sink_decoder_rejects_is_a_dead_letter_and_the_rest_is_written(
+    procs, launch, wait_until, worker_env, client, redis_port, uid
+):
+    channel, key = f"events-{uid}", f"table-{uid}"
+    source, _, sink = start_pipeline(procs, launch, redis_port, channel, key)
+    pipe = client.pipeline(transaction=False)
+    for i in range(10):
+        pipe.publish(channel, "f5=v\tx" if i == 5 else f"f{i}=v{i}")
+    assert sum(pipe.execute()) == 10
+    wait_until(lambda: client.hlen(key) >= 9, "the 9 good fields")
+    assert source.stop() == 0 and sink.stop() == 0, sink.output
+    assert client.hgetall(key) == {f: v for f, v in expected(0, 10).items() if f != "f5"}
+    path = procs.cwd / "wallaroo-deadletter" / "table-sink.jsonl"
+    (letter,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert base64.b64decode(letter["payload"]) == b"f5\tV\tX"
+    assert (letter["worker"], letter["stage"], letter["error_type"]) == (
+        "worker", "sink decoder decode_entry", "ValueError",
+    )  # fmt: skip
+    assert f"kept in {path}" in sink.output
     client.delete(key)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from pathlib import Path
 
 import pytest
 from twopc_driver import SinkDriver
@@ -259,6 +262,36 @@ def test_a_restarted_connector_takes_the_workers_offset(connector, driver):
     d.send(b"in-flight", b"more")
     assert d.checkpoint() is True
     assert read_n(second, 2) == [b"in-flight", b"more"]
+
+
+def dead_letters(path: Path) -> list[tuple[bytes, str, int]]:
+    """(payload, worker, message id) of each dead letter in the file."""
+    if not path.exists():
+        return []
+    letters = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(base64.b64decode(d["payload"]), d["worker"], d["message_id"]) for d in letters]
+
+
+def test_a_rejected_output_of_a_committed_transaction_is_a_dead_letter_once(
+    connector, driver, tmp_path
+):
+    path = tmp_path / "out.jsonl"
+    sink = connector(transactional=True, dead_letter_path=path)
+    d = driver(sink.port)
+    d.send(b"a", b"\xffbad", b"b")
+    txn_id, vote = d.phase1()
+    assert vote is True
+    d.phase2(txn_id, False)  # rolled back: nothing was read, so nothing is a dead letter yet
+    assert nothing_readable(sink)
+    assert dead_letters(path) == []
+    d.send(b"a", b"\xffbad", b"b")  # the replay, committed
+    assert d.checkpoint() is True
+    d.send(b"c")
+    assert d.checkpoint() is True
+    assert read_n(sink, 3) == [b"a", b"b", b"c"]
+    assert nothing_readable(sink)
+    assert dead_letters(path) == [(b"\xffbad", "w1", 1)]
+    assert sink.statistics().dead_letters == 1
 
 
 def test_default_mode_still_returns_values_at_once(connector, driver):

@@ -54,6 +54,8 @@ APP = """
 
     @wx.octet_message_decoder
     def decode(data):
+        if data.startswith(b"\\xff"):  # what the dead-letter tests send
+            raise ValueError("not an output of this application")
         return data
 
 

@@ -20,6 +20,8 @@ Parameters (prefixed with the connector's name):
     transactional_id    the prefix of the Kafka ``transactional.id``, default
                         ``wallaroo-kafka_sink.<topic>.<connector>``; worker W's is
                         ``<prefix>.W``.
+    deadletter_path     where outputs the sink decoder rejects are kept (default
+                        ``./wallaroo-deadletter/<connector>-sink.jsonl``).
     crash_point         (tests only) ``before-vote:<n>``, ``after-vote:<n>`` or
                         ``after-commit:<n>``: kill this process with SIGKILL at that point of
                         its n-th transaction with output.
@@ -57,8 +59,14 @@ prepared file the marker has reached was already committed (the program died aft
 commit) and is deleted; otherwise its transaction is reported to the worker, which commits it
 (it is then produced from the spool in a fresh Kafka transaction) or aborts it. The Kafka
 transaction exists only while PHASE2 runs, so nothing the worker rolls back ever reaches
-Kafka. The sink decoder runs at PHASE2; a payload it rejects, and a record Kafka refuses for
-good, is logged and dropped (the same way on every retry). See docs/connectors/kafka.md.
+Kafka. The sink decoder runs at PHASE2; a payload it rejects (or that is no ``(key, value)``)
+is a dead letter, recorded once per committed transaction (again only if this program dies
+during that PHASE2 and replays it from the spool); a record Kafka refuses for good is logged
+and dropped (the same way on every retry). See docs/connectors/kafka.md.
+
+In both modes a payload the sink decoder rejects is kept in the dead-letter file
+(``--<connector>-deadletter_path``, default ``./wallaroo-deadletter/<connector>-sink.jsonl``,
+JSON Lines in the worker's dead-letter format) and logged, rate-limited.
 
 Logs go to stderr; the first line names the connector, the worker's address and the brokers.
 SIGINT and SIGTERM stop it cleanly (exit code 0); 1 means a socket or Kafka failure, 2 a usage
@@ -209,12 +217,7 @@ def serve(connector: wallaroo.experimental.SinkConnector, producer: Producer) ->
         except TimeoutError:  # the worker pauses: deliver what is queued
             producer.flush(0.5)
             continue
-        except wallaroo.experimental.ConnectorError:
-            raise
-        except wallaroo.WallarooError as exc:  # the decoder rejected one output
-            log.warning("%s; dropped", exc)
-            continue
-        records = []
+        records = []  # outputs the decoder rejected are the connector's dead letters
         for value in values:
             try:
                 records.append(as_record(value))
@@ -243,6 +246,7 @@ class TxnSettings:
             consumer group of its commit marker.
         crash: the test-only crash point, ``(point, n)``, or None.
         decoder: the application's sink decoder (set once the connector has loaded it).
+        dead_letter: the connector's ``dead_letter`` (set with ``decoder``).
     """
 
     ck: Any
@@ -253,6 +257,7 @@ class TxnSettings:
     id_prefix: str
     crash: tuple[str, int] | None = None
     decoder: Any = None
+    dead_letter: Any = None
 
     def make_sink(self, worker: str) -> KafkaTransactionalSink:
         """The ``sink_factory`` of the connector.
@@ -448,8 +453,9 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         self._votes = 0  # commit votes on ranges with output
         self._commits = 0  # non-empty transactions committed to Kafka
         self._die = False
-        self.dropped = 0  # records dropped: rejected by the decoder or refused by Kafka
+        self.dropped = 0  # records dropped: refused by Kafka
         self.empty = 0  # empty outputs dropped
+        self._dead: set[tuple[str, int]] = set()  # (txn id, index) recorded as dead letters
 
     # -- the hooks ------------------------------------------------------------------------------
     def recover(self) -> wx.SinkRecovery:
@@ -583,6 +589,7 @@ class KafkaTransactionalSink(wx.TransactionalSink):
                 self.worker, txn.txn_id, len(spooled.payloads),
             )  # fmt: skip
         self._produce(txn, spooled.payloads)
+        self._dead = {dead for dead in self._dead if dead[0] != txn.txn_id}
         self._commits += 1
         if self.settings.crash == ("after-commit", self._commits):
             self._crash(f"after the Kafka commit of {txn.txn_id}, before its spool is deleted")
@@ -703,10 +710,12 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         ck, topic = self.settings.ck, self.settings.topic
         producer = self._clients()
         producer.begin_transaction()
+        offset = txn.start
         for index, payload in enumerate(payloads):
+            offset += len(payload)
             if index in skip:
                 continue
-            record = self._record(txn, index, payload)
+            record = self._record(txn, index, payload, offset - len(payload))
             if record is None:
                 skip.add(index)
                 continue
@@ -730,16 +739,18 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         producer.commit_transaction(KAFKA_TIMEOUT)  # flushes; raises if a record failed
 
     def _record(
-        self, txn: wx.Transaction, index: int, payload: bytes
+        self, txn: wx.Transaction, index: int, payload: bytes, offset: int
     ) -> tuple[bytes | None, bytes | None, int] | None:
-        """A payload as ``(key, value, partition)``; None (logged) when the decoder rejects it
-        (the same payload is rejected every time, so dropping it is deterministic)."""
+        """A payload (at byte ``offset`` of the worker's output) as ``(key, value,
+        partition)``; None when the decoder rejects it: a dead letter, recorded once per
+        transaction (the same payload is rejected every time, so skipping it is
+        deterministic)."""
         try:
             return as_record(self.settings.decoder.decode(payload))
         except Exception as exc:  # the application's decoder may raise anything
-            log.warning("worker '%s': record %d of %s: %s; dropped",
-                        self.worker, index, txn.txn_id, exc)  # fmt: skip
-            self.dropped += 1
+            if (txn.txn_id, index) not in self._dead:
+                self.settings.dead_letter(payload, exc, worker=self.worker, message_id=offset)
+                self._dead.add((txn.txn_id, index))
             return None
 
     def _abort_kafka(self, exc: Any) -> bool:
@@ -859,6 +870,7 @@ def serve_transactional(connector: wx.SinkConnector, settings: TxnSettings) -> i
         ConnectorError: the connector's address cannot be bound.
     """
     settings.decoder = connector.config.decoder
+    settings.dead_letter = connector.dead_letter
     connector.listen()
     host, port = connector.address
     log.info(

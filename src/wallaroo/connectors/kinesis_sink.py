@@ -11,6 +11,8 @@ Parameters (prefixed with the connector's name):
     stream         (required) the Kinesis stream to write to (it must exist).
     region         (optional) the AWS region (default: boto3's, e.g. ``AWS_DEFAULT_REGION``).
     endpoint_url   (optional) a Kinesis-compatible endpoint instead of AWS's.
+    deadletter_path (optional) where outputs the sink decoder rejects are kept (default
+                   ``./wallaroo-deadletter/<connector>-sink.jsonl``).
 
 It listens for the worker at the address the application gives the connector and decodes every
 output with the application's sink decoder, which returns ``(key, value)``: the key (``str``, or
@@ -19,7 +21,9 @@ as UTF-8, anything else as ``str(value)``). Outputs are put with PutRecords in b
 500 records and 5 MiB; records Kinesis refuses (throttling) and whole batches that fail (Kinesis
 unreachable) are retried with back-off, logged, until they are written, so a retried record may
 follow records of its key that were sent after it. An output of another shape, an empty or too
-long key (1 to 256 characters) or a record over 1 MiB is logged and dropped.
+long key (1 to 256 characters) or a record over 1 MiB is logged and dropped; an output the
+decoder rejects is a dead letter (kept in the dead-letter file, the worker's JSON Lines format,
+and logged, rate-limited).
 
 Delivery: at-least-once for what reaches this program (a batch whose answer is lost is put
 again); outputs received but not yet written when the program stops are lost, as the connector

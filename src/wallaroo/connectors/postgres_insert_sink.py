@@ -14,6 +14,8 @@ Parameters (prefixed with the connector's name):
                  case matters).
     columns      (required) comma-separated column names, in the order of the tuple the
                  application's sink decoder returns.
+    deadletter_path (optional) where outputs the sink decoder rejects are kept (default
+                 ``./wallaroo-deadletter/<connector>-sink.jsonl``).
 
 It listens for the worker at the address the application gives the connector. The sink decoder
 returns one tuple (or list) per row, as many values as ``columns`` names (a single column may
@@ -21,7 +23,8 @@ take a bare value); psycopg adapts the values (str, int, float, bytes, datetime,
 Rows are inserted in batches, with ``executemany`` in one transaction per batch. A batch the
 database rejects for its data (a constraint, a value of the wrong type) is inserted again row by
 row, and each failing row is logged and dropped; an output that is not a row of the right length
-is logged and dropped too.
+is logged and dropped too. An output the decoder rejects is a dead letter: kept in the
+dead-letter file (JSON Lines, the worker's format) and logged, rate-limited.
 
 The table is appended to: at-least-once. When PostgreSQL cannot be reached the batch is held and
 inserted again (0.2 s backing off to 5 s, logged) once it is back, while the worker is slowed

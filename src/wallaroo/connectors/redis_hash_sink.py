@@ -11,12 +11,15 @@ Parameters (prefixed with the connector's name):
     key          (required) the hash to write.
     host, port   where Redis listens (default 127.0.0.1:6379).
     password     the password Redis asks for (AUTH), if any.
+    deadletter_path  where outputs the sink decoder rejects are kept (default
+                 ``./wallaroo-deadletter/<connector>-sink.jsonl``).
 
 It listens for the worker at the address the application gives the connector. The
 application's sink decoder must return a ``(field, value)`` pair for each output; the hash
 keeps the latest value of each field (a table of current values). Fields and values that are
 bytes, ``str``, ``int`` or ``float`` go to Redis as they are, anything else as ``str(value)``.
-An output whose decoder fails or that is not a pair is logged and dropped.
+An output that is not a pair is logged and dropped; one the decoder rejects is a dead letter:
+kept in the dead-letter file (JSON Lines, the worker's format) and logged, rate-limited.
 
 Writes are batched: what the worker sent since the last write goes to Redis in one pipeline
 (one HSET per 1000 fields). When Redis cannot be reached the batch is held and written again

@@ -12,15 +12,18 @@ Parameters (prefixed with the connector's name):
     region         (optional) the AWS region (default: boto3's, e.g. ``AWS_DEFAULT_REGION``).
     endpoint_url   (optional) an S3-compatible endpoint instead of AWS's (addressed path-style,
                    ``ENDPOINT/BUCKET/KEY``, as most S3-compatible servers need).
+    deadletter_path (optional) where outputs the sink decoder rejects are kept (default
+                   ``./wallaroo-deadletter/<connector>-sink.jsonl``).
 
 It listens for the worker at the address the application gives the connector and decodes every
 output with the application's sink decoder, which returns ``(key, body)``: the object's key
 (``str``, or bytes as UTF-8; 1 to 1024 bytes) and its body (bytes as they are, a ``str`` as
 UTF-8, anything else as ``str(body)``). An output of another shape or with an invalid key is
-logged and dropped. Outputs are read in batches of up to 256; within a batch the last body of
-each key is the one stored (the earlier ones would be overwritten anyway), and the distinct keys
-are written by 8 threads. Failed puts are retried with back-off, logged, until they succeed; a
-bucket deleted meanwhile is created again.
+logged and dropped; one the decoder rejects is a dead letter (kept in the dead-letter file, the
+worker's JSON Lines format, and logged, rate-limited). Outputs are read in batches of up to
+256; within a batch the last body of each key is the one stored (the earlier ones would be
+overwritten anyway), and the distinct keys are written by 8 threads. Failed puts are retried
+with back-off, logged, until they succeed; a bucket deleted meanwhile is created again.
 
 Delivery: a put is idempotent per key, so a value written twice leaves the same object;
 outputs received but not yet written when the program stops are lost, as the connector sink

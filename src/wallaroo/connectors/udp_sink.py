@@ -8,12 +8,16 @@ Usage::
         --fahrenheit_conversion-host 127.0.0.1 --fahrenheit_conversion-port 6790
 
 Parameters (prefixed with the connector's name):
-    host, port   (required) where to send the datagrams.
+    host, port        (required) where to send the datagrams.
+    deadletter_path   (optional) where outputs the sink decoder rejects are kept (default
+                      ``./wallaroo-deadletter/<connector>-sink.jsonl``).
 
 It listens for the worker at the address the application gives the connector, decodes every
 output with the application's sink decoder and sends it as one datagram: a ``str`` as UTF-8,
-bytes as they are, anything else as ``str(value)`` in UTF-8. UDP is at-most-once: a datagram
-nobody receives is lost, and one larger than UDP allows is dropped with a warning.
+bytes as they are, anything else as ``str(value)`` in UTF-8. An output the decoder rejects is a
+dead letter: appended to the dead-letter file (JSON Lines, the worker's format) and logged
+(rate-limited), and the outputs after it are sent. UDP is at-most-once: a datagram nobody
+receives is lost, and one larger than UDP allows is dropped with a warning.
 
 Logs go to stderr; the first line names the connector and both addresses. SIGINT and SIGTERM
 stop it cleanly (exit code 0).

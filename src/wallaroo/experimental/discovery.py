@@ -12,7 +12,7 @@ from typing import Any
 from wallaroo.configs import SinkConnectorConfig, SourceConnectorConfig
 from wallaroo.errors import ConfigurationError
 
-__all__ = ["find_sink_connector", "find_source_connector"]
+__all__ = ["find_sink_connector", "find_source_connector", "load_sink_connector"]
 
 
 def _load(application_module: str, args: Sequence[str]) -> Any:
@@ -67,6 +67,17 @@ def find_sink_connector(
             name (the message lists the names it declares).
         WallarooParameterError: the application description is wrong.
     """
+    return load_sink_connector(application_module, connector_name, args)[0]
+
+
+def load_sink_connector(
+    application_module: str, connector_name: str, args: Sequence[str]
+) -> tuple[SinkConnectorConfig, tuple[str, ...]]:
+    """:func:`find_sink_connector`, and the names of the pipelines whose output goes to it.
+
+    Raises:
+        as :func:`find_sink_connector`.
+    """
     app = _load(application_module, args)
     config = app.sink_connector(connector_name)
     if config is None:
@@ -79,4 +90,9 @@ def find_sink_connector(
             "check --connector"
         )
     result: SinkConnectorConfig = config
-    return result
+    pipelines = tuple(
+        p.name
+        for p in app.pipelines
+        if any(isinstance(s, SinkConnectorConfig) and s.name == connector_name for s in p.sinks)
+    )
+    return result, pipelines

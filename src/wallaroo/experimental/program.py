@@ -13,8 +13,9 @@ it that has nothing to do with any one external system:
 * :func:`import_client`: imports a client library, or says in one line which extra installs it.
 * :class:`Backoff`: retry delays that log the first failure and the recovery, not every retry.
 * :func:`port_number`, :func:`as_bytes`, :func:`first_line`: parameter and value helpers.
-* :func:`read_outputs`, :func:`read_remaining`: a sink program's reads, skipping (and logging)
-  outputs the application's decoder rejects; :func:`send_forever`: a source program's loop.
+* :func:`read_outputs`, :func:`read_remaining`: a sink program's reads (outputs the
+  application's decoder rejects are the connector's dead letters); :func:`send_forever`: a
+  source program's loop.
 
 A minimal source program::
 
@@ -33,6 +34,7 @@ A minimal source program::
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import logging
 import signal
@@ -126,6 +128,9 @@ class ProgramRun(contextlib.ExitStack):
         * anything else (a bug, or ``SystemExit`` from argparse's usage message, exit code 2)
           propagates after the cleanups.
 
+    SIGUSR1 writes every thread's stack to stderr (:mod:`faulthandler`) and the program goes
+    on: what to send a program that seems stuck before killing it.
+
     On exit, SIGINT and SIGTERM are ignored first, so that a second signal cannot cut the
     cleanups short; then the error is logged, and the callbacks registered with ``callback``,
     ``push`` or ``enter_context`` (as for ``contextlib.ExitStack``) run, the last registered
@@ -160,6 +165,8 @@ class ProgramRun(contextlib.ExitStack):
     def __enter__(self) -> ProgramRun:
         for signum in _STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
+        if hasattr(signal, "SIGUSR1"):  # kill -USR1 PID: every thread's stack to stderr
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
         return self
 
     def __exit__(
@@ -285,25 +292,27 @@ def as_bytes(value: Any) -> bytes:
 
 
 def read_outputs(
-    connector: SinkConnector, log: logging.Logger, limit: int, timeout: float | None = None
+    connector: SinkConnector,
+    log: logging.Logger,  # noqa: ARG001 - kept in the signature the copied programs call
+    limit: int,
+    timeout: float | None = None,
 ) -> list[Any]:
     """Up to ``limit`` outputs, decoded by the application's sink decoder (``read_many``).
 
-    Returns an empty list after ``timeout`` seconds without any (None: wait), or when the
-    decoder rejects the next output, which is logged (WARNING ``<the error>; dropped``) and
-    skipped: the next call goes on after it.
+    Returns an empty list after ``timeout`` seconds without any (None: wait). An output the
+    decoder rejects is the connector's business: by default a dead letter, recorded in
+    ``connector.dead_letter_path`` and logged by the connector, and skipped (the outputs around
+    it are returned); ``log`` is no longer used.
 
     Raises:
-        ConnectorError: the connector is not listening, or closed and every output was read.
+        ConnectorError: the connector is not listening, closed and every output was read, or a
+            dead letter cannot be written.
+        StreamDecoderError: the connector was made with ``on_decode_error="raise"`` and the
+            decoder rejected the next output (the next call goes on after it).
     """
     try:
         return connector.read_many(limit, timeout=timeout)
     except TimeoutError:
-        return []
-    except ConnectorError:
-        raise
-    except WallarooError as exc:  # the decoder rejected one output
-        log.warning("%s; dropped", exc)
         return []
 
 
@@ -312,8 +321,7 @@ def read_remaining(
 ) -> Iterator[list[Any]]:
     """Stop listening (close the connector) and yield, in lists of up to ``limit``, the outputs
     already received, until every one is read: what a sink program writes before it exits.
-    Outputs the decoder rejects are logged and skipped, as by :func:`read_outputs`; a list may
-    be empty."""
+    Outputs the decoder rejects are dead letters, as for :func:`read_outputs`."""
     connector.close()
     while True:
         try:
@@ -329,14 +337,16 @@ def send_forever(connector: SourceConnector, receive: Callable[[], Sequence[Any]
     through the application's source encoder); when it returns none, the connector is polled,
     which notices a worker that went away and sends again what it had not acknowledged.
 
+    Each batch is sent before ``receive`` is called again (``write_many``: no ``linger``), so
+    ``receive`` should return what is ready as soon as it has something, never wait for more:
+    then nothing is held back on this side.
+
     Raises:
         ConnectorError: the connection to the worker failed for good (a refused cookie).
     """
     while True:
         batch = receive()
-        if len(batch) == 1:
-            connector.write(batch[0])
-        elif batch:
+        if batch:
             connector.write_many(batch)
         else:  # idle: notice a worker that went away, resend what it had not acknowledged
             connector.poll()

@@ -17,23 +17,30 @@ Delivery, by mode:
 * ``sink_factory=...``: the output goes to a :class:`~wallaroo.experimental.TransactionalSink`
   per worker, whose hooks make it durable (exactly-once across crashes of either side when they
   do); :meth:`SinkConnector.read` is not used.
+
+An output the sink decoder rejects is a dead letter by default (``on_decode_error``): recorded
+in ``./wallaroo-deadletter/<connector>-sink.jsonl`` and skipped, so a reading loop goes on.
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
+import os
 import socket
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from wallaroo.decorators import Decoder
-from wallaroo.errors import ConnectorError, StreamDecoderError
+from wallaroo.errors import ConnectorError, StreamDecoderError, WallarooParameterError
 from wallaroo.experimental.client_args import param_list, parse_connector_args
-from wallaroo.experimental.discovery import find_sink_connector
-from wallaroo.experimental.sink_inbox import Inbox, MemorySink
+from wallaroo.experimental.discovery import load_sink_connector
+from wallaroo.experimental.sink_deadletters import DEADLETTER_PARAM, SinkDeadLetters, default_path
+from wallaroo.experimental.sink_inbox import Batch, Inbox, MemorySink
 from wallaroo.experimental.sink_server import SinkFactory, SinkServer
 from wallaroo.experimental.transactional import TransactionalSink
 
@@ -47,7 +54,9 @@ class SinkConnectorStatistics:
     ``received`` counts values put where :meth:`SinkConnector.read` finds them (in
     transactional mode: committed values), ``uncommitted`` the values held in transactions
     that have not committed yet, ``commits`` and ``aborts`` the transactions' outcomes (PHASE2,
-    or the resolution of an uncommitted transaction; 0 outside transactional mode).
+    or the resolution of an uncommitted transaction; 0 outside transactional mode),
+    ``dead_letters`` the outputs recorded in the dead-letter file (``read`` counts them too:
+    they were taken from the buffer).
     """
 
     connector: str
@@ -61,6 +70,7 @@ class SinkConnectorStatistics:
     uncommitted: int
     commits: int
     aborts: int
+    dead_letters: int
 
 
 class SinkConnector:
@@ -70,7 +80,8 @@ class SinkConnector:
         args: the command line (``sys.argv`` when None or empty); it is also what the app's
             ``application_setup(args)`` receives.
         required_params: names of ``--<connector>-<name>`` parameters that must be given.
-        optional_params: names of parameters that may be given.
+        optional_params: names of parameters that may be given. ``deadletter_path`` is always
+            accepted (``--<connector>-deadletter_path FILE``, see ``dead_letter_path``).
         buffer_size: how many values may wait for :meth:`read`. When that many wait, the
             connector stops reading the connection that filled the buffer (TCP then pushes
             back on the worker) until readers have taken half of them. In transactional mode
@@ -82,16 +93,33 @@ class SinkConnector:
         sink_factory: ``sink_factory(worker_name)`` returns the
             :class:`~wallaroo.experimental.TransactionalSink` that stores that worker's output
             (called once per worker name, when it first connects). Implies transactional
-            mode; the values go to the sinks, not to :meth:`read`.
+            mode; the values go to the sinks, not to :meth:`read`. The connector decodes
+            nothing then; a sink whose hooks decode can record what they reject with
+            :meth:`dead_letter`.
+        dead_letter_path: the JSON Lines file of the dead letters. The program flag
+            ``--<connector>-deadletter_path`` wins over it; without either it is
+            ``./wallaroo-deadletter/<connector>-sink.jsonl`` (from the current directory when
+            the connector is made). The directory is created with the first dead letter.
+        on_decode_error: what :meth:`read` and :meth:`read_many` do with an output the sink
+            decoder raises on. ``"dead-letter"`` (the default): append it, with the error,
+            the worker it came from and its message id, to ``dead_letter_path`` in the
+            worker's dead-letter format, log it (the first in full, then at most one summary
+            line per 10 s, the total on :meth:`close`) and go on with the next output, so a
+            reading loop never stops on bad data. ``"raise"``: raise ``StreamDecoderError``
+            for it; that output is consumed, the outputs after it stay and the next call
+            returns them.
 
     Attributes:
         params: the parsed parameters.
         config: the application's :class:`~wallaroo.configs.SinkConnectorConfig`.
+        dead_letter_path: the dead-letter file, absolute.
 
     Raises:
         SystemExit: a required parameter is missing (argparse's usage message, exit code 2).
         ConfigurationError: the application module cannot be loaded or has no sink connector
             named by ``--connector``.
+        WallarooParameterError: ``on_decode_error`` is neither ``"dead-letter"`` nor
+            ``"raise"``.
 
     :meth:`read` and :meth:`read_many` may be called from any thread; each value goes to one
     caller. One connection is kept per worker name: a new HELLO from a worker that is already
@@ -121,20 +149,43 @@ class SinkConnector:
     def __init__(
         self,
         args: Sequence[str] | None = None,
-        required_params: Iterable[str] = (),
-        optional_params: Iterable[str] = (),
+        required_params: Iterable[str] | Mapping[str, str] = (),
+        optional_params: Iterable[str] | Mapping[str, str] = (),
         *,
         buffer_size: int = 4096,
         transactional: bool = False,
         sink_factory: Callable[[str], TransactionalSink] | None = None,
+        dead_letter_path: str | os.PathLike[str] | None = None,
+        on_decode_error: Literal["dead-letter", "raise"] = "dead-letter",
     ) -> None:
+        if on_decode_error not in ("dead-letter", "raise"):
+            raise WallarooParameterError(
+                f"on_decode_error must be 'dead-letter' or 'raise', got {on_decode_error!r}"
+            )
         argv = list(args or sys.argv)  # as the original: an empty list means sys.argv too
         required = param_list(required_params, "required_params")
         optional = param_list(optional_params, "optional_params")
-        self.params = parse_connector_args(argv, required, optional)
-        self.config = find_sink_connector(self.params.application, self.params.connector_name, argv)
+        if DEADLETTER_PARAM not in required and DEADLETTER_PARAM not in optional:
+            optional.append(DEADLETTER_PARAM)
+        self.params = parse_connector_args(
+            argv, _with_help(required, required_params), _with_help(optional, optional_params)
+        )
+        self.config, pipelines = load_sink_connector(
+            self.params.application, self.params.connector_name, argv
+        )
         decoder = self.config.decoder
         self._decode = decoder.fn if type(decoder) is Decoder else decoder.decode  # as decode()
+        label = getattr(getattr(decoder, "fn", None), "__name__", None) or "decode"
+        self._raise = on_decode_error == "raise"
+        self._dead = SinkDeadLetters(
+            getattr(self.params, DEADLETTER_PARAM, None)
+            or dead_letter_path
+            or default_path(self.config.name),
+            self.config.name,
+            pipelines,
+            f"sink decoder {label}",
+        )
+        self.dead_letter_path: Path = self._dead.path
         self._buffer_size = int(buffer_size)
         self._factory: SinkFactory | None = None
         self._to_sinks = sink_factory is not None
@@ -142,7 +193,7 @@ class SinkConnector:
             user_factory = sink_factory
             self._factory = lambda worker, _inbox: user_factory(worker)
         elif transactional:
-            self._factory = lambda _worker, inbox: MemorySink(inbox)
+            self._factory = lambda worker, inbox: MemorySink(inbox, worker)
         self._server: SinkServer | None = None
         self._inbox: Inbox | None = None
         self._address: tuple[str, int] | None = None
@@ -196,24 +247,50 @@ class SinkConnector:
     def read(self, timeout: float | None = None) -> Any:
         """Return the next value, decoded with the application's sink decoder.
 
-        Values come from any connected worker, in arrival order per connection.
+        Values come from any connected worker, in arrival order per connection. Each value
+        is returned once (to one caller); in transactional mode only committed ones.
 
         Args:
-            timeout: seconds to wait for a value (None: wait forever).
+            timeout: seconds to wait for a value (None: wait forever). Outputs that are dead
+                letters do not count as values: the wait goes on until a good one arrives.
 
         Raises:
             TimeoutError: no value arrived within ``timeout``.
-            StreamDecoderError: the decoder failed on the next payload (it is consumed; the
-                next call goes on with the following one).
-            ConnectorError: not listening, closed and every value was read, or the output
-                goes to the sinks of ``sink_factory``.
+            StreamDecoderError: with ``on_decode_error="raise"`` only: the decoder failed on
+                the next output (it is consumed; the next call goes on with the following
+                one).
+            ConnectorError: not listening, closed and every value was read, the output goes
+                to the sinks of ``sink_factory``, or a dead letter cannot be written (the
+                output stays, and the next call tries again).
         """
         return self.read_many(1, timeout)[0]
 
     def read_many(self, max_count: int = 1024, timeout: float | None = None) -> list[Any]:
         """Return between 1 and ``max_count`` decoded values: those waiting, or the first to
-        arrive within ``timeout``. Raises as :meth:`read` does; a decoder failure is raised
-        by the call that reaches its payload, after the values decoded before it."""
+        arrive within ``timeout``. Raises as :meth:`read` does. Outputs the decoder rejects
+        are dead letters (the values around them are returned, in order), or with
+        ``on_decode_error="raise"`` end the batch: the call that reaches one returns the
+        values decoded before it, the next call raises for it."""
+        inbox = self._reading_inbox()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                batch = inbox.take(max(1, max_count), _left(deadline))
+            except ConnectorError:
+                self._dead.close()
+                raise
+            values: list[Any] = []
+            try:
+                values.extend(map(self._decode, batch.payloads))  # keeps those before a failure
+            except Exception as exc:
+                self._decode_failed(inbox, batch, values, exc)
+            if self._dead.total:
+                self._dead.flush()
+            if values:
+                return values
+            # every output taken was a dead letter: wait for the next within the timeout
+
+    def _reading_inbox(self) -> Inbox:
         inbox = self._inbox
         if inbox is None:
             raise ConnectorError("the sink connector is not listening; call listen() first")
@@ -222,29 +299,75 @@ class SinkConnector:
                 f"sink connector '{self.config.name}' hands its output to the sinks of its "
                 "sink_factory; read() has nothing to return (wait with join())"
             )
-        payloads = inbox.take(max(1, max_count), timeout)
-        with contextlib.suppress(Exception):  # else again one by one, to find the bad one
-            return list(map(self._decode, payloads))
-        values: list[Any] = []
-        for index, payload in enumerate(payloads):
-            try:
-                values.append(self._decode(payload))
-            except Exception as exc:
-                if values:
-                    inbox.push_front(payloads[index:])
-                    return values
-                inbox.push_front(payloads[1:])
+        return inbox
+
+    def _decode_failed(self, inbox: Inbox, batch: Batch, values: list[Any], exc: Exception) -> None:
+        """``batch``'s payload ``len(values)`` raised ``exc``: raise, or dead-letter it and
+        every later one that fails, appending the others' values to ``values``."""
+        payloads, bad = batch.payloads, 0
+        while True:
+            index = len(values) + bad
+            if self._raise:
+                if values:  # those first; the next call raises
+                    inbox.push_front(batch.rest(index))
+                    return
+                inbox.push_front(batch.rest(1))
                 raise StreamDecoderError(
                     f"the decoder of sink connector '{self.config.name}' failed on a payload "
-                    f"of {len(payload)} bytes: {type(exc).__name__}: {exc}"
+                    f"of {len(payloads[0])} bytes: {type(exc).__name__}: {exc}"
                 ) from exc
-        return values
+            worker, stream_id, message_id = batch.origin(index)
+            try:
+                self._dead.record(
+                    payloads[index], exc, worker=worker, stream_id=stream_id, message_id=message_id
+                )
+            except ConnectorError:
+                inbox.push_front(batch.rest(index))
+                if values:
+                    return
+                raise
+            bad += 1
+            try:
+                values.extend(map(self._decode, itertools.islice(payloads, index + 1, None)))
+                return
+            except Exception as again:
+                exc = again
+
+    def dead_letter(
+        self,
+        payload: Any,
+        error: BaseException,
+        *,
+        worker: str | None = None,
+        message_id: int | None = None,
+        stage: str | None = None,
+    ) -> None:
+        """Record an output this program cannot take as a dead letter in
+        :attr:`dead_letter_path`, and log it as :meth:`read` logs its own (rate-limited).
+
+        For a program whose ``sink_factory`` sinks decode in their hooks, or that rejects a
+        decoded value itself. Thread-safe.
+
+        Args:
+            payload: the output: bytes are kept as they are, another value pickled (else its
+                ``repr``).
+            error: why (its type, message and innermost traceback frame are kept).
+            worker: the worker it came from, if known.
+            message_id: its message id (byte offset in that worker's output), if known.
+            stage: the record's ``stage`` (default ``sink decoder <decoder name>``).
+
+        Raises:
+            ConnectorError: the dead-letter file cannot be written.
+        """
+        self._dead.record(payload, error, worker=worker, message_id=message_id, stage=stage)
 
     def close(self) -> None:
         """Stop listening and close every connection; values already received can still be
-        read, after which :meth:`read` raises ConnectorError. Idempotent."""
+        read, after which :meth:`read` raises ConnectorError. Logs the number of dead
+        letters (when there was more than one). Idempotent."""
         if self._server is not None:
             self._server.stop()
+        self._dead.close()
 
     def join(self, timeout: float | None = None) -> BaseException | None:
         """Wait until the connector stops: after :meth:`close`, or when its thread failed.
@@ -280,6 +403,7 @@ class SinkConnector:
             uncommitted=inbox.held if inbox is not None else 0,
             commits=commits,
             aborts=aborts,
+            dead_letters=self._dead.total,
         )
 
     def __enter__(self) -> SinkConnector:
@@ -292,3 +416,14 @@ class SinkConnector:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (None: no deadline)."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _with_help(names: list[str], given: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    """``names`` with the help texts ``given`` has for them (when it is a mapping)."""
+    texts = given if isinstance(given, Mapping) else {}
+    return {name: str(texts.get(name, "")) for name in names}

@@ -10,14 +10,76 @@ the same connection, so stopping would deadlock (one transaction may thus exceed
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from wallaroo.errors import ConnectorError
 from wallaroo.experimental.transactional import SinkRecovery, Transaction, TransactionalSink
 
-__all__ = ["Inbox", "MemorySink"]
+__all__ = ["Batch", "Inbox", "MemorySink", "Origin"]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where ``count`` consecutive payloads of the inbox came from: the worker, its output
+    stream, and their message ids (byte offsets in the worker's output), ``offsets[start]``
+    onwards. Kept per run of payloads, not per payload, so that it costs nothing per value; a
+    dead letter says which output it was."""
+
+    worker: str | None
+    stream_id: int | None
+    offsets: Sequence[int]
+    start: int
+    count: int
+
+    def split(self, count: int) -> tuple[Origin, Origin]:
+        """The first ``count`` payloads' origin and the rest's (0 < ``count`` < ``self.count``)."""
+        head = Origin(self.worker, self.stream_id, self.offsets, self.start, count)
+        tail = Origin(
+            self.worker, self.stream_id, self.offsets, self.start + count, self.count - count
+        )
+        return head, tail
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Payloads taken from the inbox, with the origins that cover them in order."""
+
+    payloads: list[bytes]
+    origins: list[Origin]
+
+    def origin(self, index: int) -> tuple[str | None, int | None, int | None]:
+        """``(worker, stream id, message id)`` of payload ``index`` (Nones when unknown)."""
+        for origin in self.origins:
+            if index < origin.count:
+                offsets, at = origin.offsets, origin.start + index
+                return origin.worker, origin.stream_id, offsets[at] if at < len(offsets) else None
+            index -= origin.count
+        return None, None, None
+
+    def rest(self, index: int) -> Batch:
+        """The payloads from ``index`` on, with their origins."""
+        origins: list[Origin] = []
+        skip = index
+        for origin in self.origins:
+            if skip >= origin.count:
+                skip -= origin.count
+            elif skip:
+                origins.append(origin.split(skip)[1])
+                skip = 0
+            else:
+                origins.append(origin)
+        return Batch(self.payloads[index:], origins)
+
+
+def _origin_of(payloads: Sequence[bytes], worker: str | None, offset: int) -> Origin:
+    """The origin of contiguous output starting at byte ``offset`` (message ids follow from the
+    payloads' lengths)."""
+    offsets = list(itertools.accumulate(map(len, payloads), initial=offset))
+    return Origin(worker, None, offsets, 0, len(payloads))
 
 
 class Inbox:
@@ -30,6 +92,7 @@ class Inbox:
 
     def __init__(self, capacity: int, on_room: Callable[[], None]) -> None:
         self._items: deque[bytes] = deque()
+        self._origins: deque[Origin] = deque()  # cover _items exactly, in order
         self._cond = threading.Condition()
         self._capacity = max(1, capacity)
         self._on_room = on_room
@@ -57,12 +120,15 @@ class Inbox:
         with self._cond:
             return self._check_room()
 
-    def put_many(self, payloads: Iterable[bytes]) -> bool:
-        """Append ``payloads``; return False if the inbox is now full (stop reading)."""
+    def put_many(self, payloads: Sequence[bytes], origin: Origin | None = None) -> bool:
+        """Append ``payloads`` (from ``origin``; None: unknown); return False if the inbox is
+        now full (stop reading)."""
+        if not payloads:
+            return self.check_room()
         with self._cond:
-            before = len(self._items)
             self._items.extend(payloads)
-            self.received += len(self._items) - before
+            self._origins.append(origin or Origin(None, None, (), 0, len(payloads)))
+            self.received += len(payloads)
             self._cond.notify_all()
             return self._check_room()
 
@@ -73,23 +139,30 @@ class Inbox:
             self._held += count
             return self._check_room()
 
-    def release(self, payloads: Sequence[bytes]) -> None:
-        """Move held values into the inbox: a transaction committed."""
+    def release(self, payloads: Sequence[bytes], origins: Sequence[Origin] = ()) -> None:
+        """Move held values into the inbox: a transaction committed. ``origins`` cover
+        ``payloads`` (empty: unknown)."""
         with self._cond:
             self._held -= len(payloads)
             self._items.extend(payloads)
+            if origins:
+                self._origins.extend(origins)
+            elif payloads:
+                self._origins.append(Origin(None, None, (), 0, len(payloads)))
             self.received += len(payloads)
             self._cond.notify_all()
             self._check_room()
 
-    def push_front(self, payloads: list[bytes]) -> None:
+    def push_front(self, batch: Batch) -> None:
         """Put back payloads a reader took but did not use, ahead of everything else."""
         with self._cond:
-            self._items.extendleft(reversed(payloads))
-            self.taken -= len(payloads)
+            self._items.extendleft(reversed(batch.payloads))
+            self._origins.extendleft(reversed(batch.origins))
+            self.taken -= len(batch.payloads)
 
-    def take(self, max_count: int, timeout: float | None) -> list[bytes]:
-        """Remove and return 1 to ``max_count`` payloads, waiting up to ``timeout`` seconds.
+    def take(self, max_count: int, timeout: float | None) -> Batch:
+        """Remove and return 1 to ``max_count`` payloads (with their origins), waiting up to
+        ``timeout`` seconds.
 
         Raises:
             TimeoutError: nothing arrived in time.
@@ -110,10 +183,13 @@ class Inbox:
                 raise TimeoutError(f"no value arrived within {timeout} s")
             count = min(max_count, len(self._items))
             if count == len(self._items):
-                batch = list(self._items)
+                payloads = list(self._items)
                 self._items.clear()
+                origins = list(self._origins)
+                self._origins.clear()
             else:
-                batch = [self._items.popleft() for _ in range(count)]
+                payloads = [self._items.popleft() for _ in range(count)]
+                origins = self._take_origins(count)
             self.taken += count
             wake = self._want_room and (
                 not self._items or len(self._items) + self._held <= self._capacity // 2
@@ -122,7 +198,7 @@ class Inbox:
                 self._want_room = False
         if wake:
             self._on_room()
-        return batch
+        return Batch(payloads, origins)
 
     def close(self, error: BaseException | None = None) -> None:
         """No more payloads will come; readers drain what is left, then get ConnectorError."""
@@ -130,6 +206,19 @@ class Inbox:
             self._closed = True
             self._error = error
             self._cond.notify_all()
+
+    def _take_origins(self, count: int) -> list[Origin]:
+        taken: list[Origin] = []
+        while count:
+            head = self._origins[0]
+            if head.count <= count:
+                taken.append(self._origins.popleft())
+                count -= head.count
+            else:
+                first, self._origins[0] = head.split(count)
+                taken.append(first)
+                count = 0
+        return taken
 
     def _check_room(self) -> bool:
         if self.has_room():
@@ -148,10 +237,13 @@ class MemorySink(TransactionalSink):
     committed values not yet read are lost; uncommitted output is sent again by the worker.
     """
 
-    def __init__(self, inbox: Inbox) -> None:
+    def __init__(self, inbox: Inbox, worker: str | None = None) -> None:
         self._inbox = inbox
+        self._worker = worker
         self._open: list[bytes] = []
+        self._open_origins: list[Origin] = []
         self._prepared: list[bytes] = []
+        self._prepared_origins: list[Origin] = []
         self._prepared_txn: Transaction | None = None
         self._committed: int | None = None
 
@@ -159,33 +251,38 @@ class MemorySink(TransactionalSink):
         self._drop_open()
         return SinkRecovery(self._committed, self._prepared_txn)
 
-    def append(self, offset: int, payloads: Sequence[bytes]) -> None:  # noqa: ARG002
+    def append(self, offset: int, payloads: Sequence[bytes]) -> None:
+        if not payloads:
+            return
         self._open.extend(payloads)
+        self._open_origins.append(_origin_of(payloads, self._worker, offset))
         self._inbox.hold(len(payloads))
 
     def prepare(self, txn: Transaction, problem: str | None) -> bool:
         if problem is not None:
             return False
         self._prepared, self._open = self._open, []
+        self._prepared_origins, self._open_origins = self._open_origins, []
         self._prepared_txn = txn
         return True
 
     def commit(self, txn: Transaction) -> None:
         values, self._prepared = self._prepared, []
+        origins, self._prepared_origins = self._prepared_origins, []
         self._prepared_txn = None
         self._committed = txn.end
-        self._inbox.release(values)
+        self._inbox.release(values, origins)
 
     def abort(self, txn: Transaction) -> None:
         self._drop_open()
         prepared = self._prepared_txn
         if prepared is not None and prepared.start >= txn.start:
             self._inbox.hold(-len(self._prepared))
-            self._prepared = []
+            self._prepared, self._prepared_origins = [], []
             self._prepared_txn = None
             self._committed = prepared.start
 
     def _drop_open(self) -> None:
         if self._open:
             self._inbox.hold(-len(self._open))
-            self._open = []
+            self._open, self._open_origins = [], []

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wallaroo.experimental.sink_inbox import Inbox
+from wallaroo.experimental.sink_inbox import Inbox, Origin
 from wallaroo.experimental.transactional import TransactionalSink
 from wallaroo.experimental.txn_driver import TransactionDriver
 from wallaroo.protocol.events import (
@@ -227,7 +227,8 @@ class SinkServer:
                 self._sink_failed(conn, exc)
                 return
         if isinstance(event, Payloads):
-            if not self._inbox.put_many(event.payloads):
+            origin = Origin(conn.worker, event.stream_id, event.offsets, 0, len(event.payloads))
+            if not self._inbox.put_many(event.payloads, origin):
                 self._pause(conn)
         elif isinstance(event, WorkerConnected):
             self._connected(conn, event.worker_name)
