@@ -115,7 +115,13 @@ async def _run(lines: list[str], deadletters: str) -> tuple[dict[str, int], int,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wallaroo demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="wallaroo demo",
+        description="A word count through a real worker, all in this process: a TCP sender, "
+        "the worker (embedded engine, asyncio, real sockets on 127.0.0.1) and a TCP receiver "
+        "run side by side; the demo checks the final counts against collections.Counter and "
+        "prints the most frequent words and the throughput. No external service is needed.",
+    )
     parser.add_argument("--lines", type=int, default=50_000, help="lines to count (50000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the text")
     parser.add_argument(
