@@ -130,6 +130,9 @@ def test_the_experimental_facade_exports_the_connector_library():
         "read_outputs",
         "read_remaining",
         "send_forever",
+        # rate-limited log lines and peer text made safe for them (wallaroo.logsummary)
+        "LogSummary",
+        "clip",
     }
     for name in program.__all__:  # the toolkit's public names, all re-exported as they are
         assert getattr(wx, name) is getattr(program, name)

@@ -122,7 +122,9 @@ def test_send_prints_only_the_final_line_when_not_on_a_terminal():
         check=True,
     )
     assert "\r" not in out.stderr
-    assert re.fullmatch(r"wallaroo send: sent 10 messages .* msg/s\n", out.stderr)
+    assert re.fullmatch(
+        r"wallaroo send: built \(not sent: --no-write\) 10 messages .* msg/s\n", out.stderr
+    )
 
 
 def test_metrics_flags_are_worker_options():

@@ -73,6 +73,10 @@ def test_the_dashboard_charts_live_throughput_in_chromium(worker, tmp_path):
                     "#graph g.node", "(gs) => gs.map((g) => g.getAttribute('data-id'))"
                 )
                 dead = page.text_content("#dead-total")
+                page.wait_for_function(
+                    "() => document.getElementById('worker').textContent !== '\u2026'"
+                )
+                title = page.inner_text("div.title")
                 Path(SCREENSHOT).parent.mkdir(exist_ok=True)
                 page.screenshot(path=str(SCREENSHOT), full_page=True)
             finally:
@@ -91,4 +95,5 @@ def test_the_dashboard_charts_live_throughput_in_chromium(worker, tmp_path):
     assert nodes == ["source:0", "segment:0", "segment:1", f"sink:{0}"]
     assert int(dead.replace(",", "")) > 0  # the feeder sends one bad payload per 20 batches
     assert console == []
+    assert title.split() == ["Parity", "Count", "\u00b7", "worker", "\u201cworker\u201d"], title
     assert SCREENSHOT.stat().st_size > 10_000

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +160,22 @@ def test_without_the_metrics_extra_the_error_names_it() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("ConfigurationError --metrics-http needs Starlette and uvicorn")
     assert "pip install 'wallaroo-py[metrics]'" in out.stdout
+
+
+def test_machida_checks_the_metrics_extra_before_any_source_listens(tmp_path) -> None:
+    word_count = Path(__file__).resolve().parents[2] / "examples" / "word_count"
+    code = (
+        "import sys\n"
+        "sys.modules['uvicorn'] = None  # as if it were not installed\n"
+        "from wallaroo.cli.machida import main\n"
+        "sys.exit(main(['--application-module', 'word_count', '--metrics-http', '0',\n"
+        "               '--in', 'Split and Count@127.0.0.1:0', '--out', '127.0.0.1:9']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=word_count, timeout=60
+    )
+    assert out.returncode == 2, out.stderr
+    assert "listening" not in out.stderr
+    (error,) = [line for line in out.stderr.splitlines() if "error" in line]
+    assert "--metrics-http needs Starlette and uvicorn" in error
+    assert "pip install 'wallaroo-py[metrics]'" in error

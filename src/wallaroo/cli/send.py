@@ -145,13 +145,25 @@ def _split(data: bytes, args: argparse.Namespace) -> Iterator[bytes]:
 
 
 def _connect(address: tuple[str, int], timeout: float) -> socket.socket:
-    deadline = time.monotonic() + timeout
+    """Connect, retrying every 0.1 s for up to ``timeout`` seconds.
+
+    Raises:
+        OSError: still failing at the deadline; the message names the address, the reason and
+            how long it retried.
+    """
+    started = time.monotonic()
     while True:
         try:
             return socket.create_connection(address)
-        except OSError:
-            if time.monotonic() >= deadline:
-                raise
+        except OSError as exc:
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                reason = exc.strerror or str(exc)
+                raise OSError(
+                    exc.errno,
+                    f"cannot connect to {address[0]}:{address[1]}: {reason} (retried for "
+                    f"{waited:.1f} s; --connect-timeout sets how long)",
+                ) from exc
             time.sleep(0.1)
 
 
@@ -169,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise WallarooParameterError("--batch-size must be at least 1")
         sock = None if args.no_write else _connect((host, int(port)), args.connect_timeout)
     except (WallarooParameterError, OSError) as exc:
-        print(f"wallaroo send: error: {exc}", file=sys.stderr)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"wallaroo send: error: {reason}", file=sys.stderr)
         return 2
     sent = nbytes = 0
     start = time.perf_counter()
@@ -199,8 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     if not args.quiet:
         rate = sent / elapsed if elapsed > 0 else float("inf")
+        verb = "built (not sent: --no-write)" if args.no_write else "sent"
         print(
-            f"wallaroo send: sent {sent} messages ({nbytes} bytes) in {elapsed:.2f} s, "
+            f"wallaroo send: {verb} {sent} messages ({nbytes} bytes) in {elapsed:.2f} s, "
             f"{rate:,.0f} msg/s",
             file=sys.stderr,
         )

@@ -12,7 +12,9 @@ transactional sink plugged into ``SinkConnector(..., sink_factory=...)``; see
 
 The toolkit of connector programs (signals, exit codes, logging, retries; the public module
 ``wallaroo.experimental.program``) is re-exported too: ``ProgramRun``, ``Stop``, ``UsageError``,
-``Backoff``, ``configure_logging``, ``import_client``, ``port_number``, ``as_bytes``, ... .
+``Backoff``, ``configure_logging``, ``import_client``, ``port_number``, ``as_bytes``, ... ;
+with ``LogSummary`` (rate-limited log lines for a repeated event) and ``clip`` (peer text made
+safe for a log line) from ``wallaroo.logsummary``.
 """
 
 from wallaroo.configs import SinkConnectorConfig, SourceConnectorConfig
@@ -45,12 +47,14 @@ from wallaroo.experimental.program import (
 from wallaroo.experimental.sink_connector import SinkConnector
 from wallaroo.experimental.source_connector import SourceConnector
 from wallaroo.experimental.transactional import SinkRecovery, Transaction, TransactionalSink
+from wallaroo.logsummary import LogSummary, clip
 
 __all__ = [
     "LOG_FORMAT",
     "AtLeastOnceSourceConnector",
     "Backoff",
     "ConnectorError",
+    "LogSummary",
     "ProgramRun",
     "ProtocolError",
     "SinkConnector",
@@ -65,6 +69,7 @@ __all__ = [
     "UnexpectedSocketError",
     "UsageError",
     "as_bytes",
+    "clip",
     "configure_logging",
     "find_sink_connector",
     "find_source_connector",

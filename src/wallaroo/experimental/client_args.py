@@ -11,21 +11,60 @@ given the worker's whole command line (and several connectors' parameters) witho
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from wallaroo.errors import WallarooParameterError
 
-__all__ = ["CONNECTOR_NAME_PLACEHOLDER", "param_list", "parse_connector_args"]
+__all__ = [
+    "CONNECTOR_NAME_PLACEHOLDER",
+    "KNOWN_PARAM_HELP",
+    "param_help",
+    "param_list",
+    "parse_connector_args",
+    "program_name",
+]
 
 CONNECTOR_NAME_PLACEHOLDER = "CONNECTOR_NAME"
 """The prefix shown in the usage message when ``--connector`` is missing (as in the original)."""
 
 _RESERVED = frozenset({"application", "connector_name"})
 
+KNOWN_PARAM_HELP: Mapping[str, str] = {
+    "host": "the host of the address this program listens on or connects to",
+    "port": "the port of that address (0 picks a free one where the program listens)",
+    "instance": "names the stream <connector>-<instance>, so several programs can feed one "
+    "connector",
+    "deadletter_path": "the JSON Lines file where outputs the sink decoder rejects are kept "
+    "(default ./wallaroo-deadletter/<connector>-sink.jsonl)",
+}
+"""Help text of parameters whose meaning is the same in every program; a program's own text,
+given as a mapping to ``required_params`` or ``optional_params``, wins."""
+
+
+def program_name(argv0: str | None = None) -> str:
+    """The name a connector program's usage line shows: the base name of ``argv0``
+    (``sys.argv[0]``) without ``.py``, so ``udp_source`` however the program was started
+    (``connectors/udp_source``, ``python -m wallaroo.connectors.udp_source``,
+    ``wallaroo connector udp_source`` or a copy of the file)."""
+    name = os.path.basename(sys.argv[0] if argv0 is None else argv0) or "connector"
+    return name[:-3] if name.endswith(".py") else name
+
+
+def param_help(*params: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    """The help text of each parameter: the program's own, where ``params`` is a mapping of
+    name to text, else :data:`KNOWN_PARAM_HELP`'s."""
+    found = dict(KNOWN_PARAM_HELP)
+    for group in params:
+        if isinstance(group, Mapping):
+            found.update({str(k): str(v) for k, v in group.items() if v})
+    return found
+
 
 def param_list(params: Iterable[str] | str, what: str) -> list[str]:
-    """Return ``params`` as a list of valid parameter names.
+    """Return ``params`` (names, or a mapping of name to help text) as a list of valid
+    parameter names.
 
     Raises:
         WallarooParameterError: ``params`` is a lone string, or a name is empty, starts with
@@ -58,8 +97,8 @@ def _connector_name(args: Sequence[str]) -> str:
 
 def parse_connector_args(
     args: Sequence[str] | None = None,
-    required_params: Iterable[str] = (),
-    optional_params: Iterable[str] = (),
+    required_params: Iterable[str] | Mapping[str, str] = (),
+    optional_params: Iterable[str] | Mapping[str, str] = (),
 ) -> argparse.Namespace:
     """Parse a connector program's command line.
 
@@ -68,8 +107,9 @@ def parse_connector_args(
             ``sys.argv``, is harmless: unknown arguments are ignored, so the worker's own flags
             may be passed too.
         required_params: names ``p`` of parameters given as ``--<connector>-<p> VALUE`` that
-            must be present.
-        optional_params: names of parameters that may be given; absent ones are None.
+            must be present; a mapping of name to help text gives ``--help`` its lines.
+        optional_params: names of parameters that may be given (absent ones are None), or a
+            mapping of name to help text.
 
     Returns:
         A namespace with ``application`` (``--application-module``), ``connector_name``
@@ -90,7 +130,9 @@ def parse_connector_args(
     if twice:
         raise WallarooParameterError(f"parameter(s) listed twice: {', '.join(twice)}")
     prefix = _connector_name(argv)
+    helps = param_help(required_params, optional_params)
     parser = argparse.ArgumentParser(
+        prog=program_name(),
         description=f"connector program for connector '{prefix}'",
         allow_abbrev=False,
     )
@@ -107,8 +149,14 @@ def parse_connector_args(
         help="the name of the connector in the application",
     )
     for name in required:
-        parser.add_argument(f"--{prefix}-{name}", dest=name, required=True)
+        parser.add_argument(f"--{prefix}-{name}", dest=name, required=True, help=helps.get(name))
     for name in optional:
-        parser.add_argument(f"--{prefix}-{name}", dest=name, default=None)
+        text = helps.get(name)
+        parser.add_argument(
+            f"--{prefix}-{name}",
+            dest=name,
+            default=None,
+            help=f"{text} (optional)" if text else "(optional)",
+        )
     params, _unknown = parser.parse_known_args(argv)
     return params

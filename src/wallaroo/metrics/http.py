@@ -24,7 +24,7 @@ from typing import Any
 
 from wallaroo.errors import ConfigurationError
 
-__all__ = ["MAX_HEAD", "Handler", "HttpServer", "Request", "Response"]
+__all__ = ["MAX_HEAD", "Handler", "HttpServer", "Request", "Response", "check_framework"]
 
 MAX_HEAD = 16 * 1024
 """The largest request head (request line and headers) accepted, in bytes."""
@@ -68,6 +68,15 @@ def _import_framework() -> tuple[Any, Any]:
             "pip install 'wallaroo-py[metrics]'"
         ) from exc
     return starlette, uvicorn
+
+
+def check_framework() -> None:
+    """Make sure Starlette and uvicorn can be imported, before anything is bound.
+
+    Raises:
+        ConfigurationError: one of them is missing; the message names the extra to install.
+    """
+    _import_framework()
 
 
 def _listen(host: str, port: int) -> socket.socket:

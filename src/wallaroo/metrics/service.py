@@ -25,7 +25,7 @@ from wallaroo.engine.clock import Clock
 from wallaroo.errors import ConfigurationError, WallarooParameterError
 from wallaroo.metrics import prometheus, report
 from wallaroo.metrics.collector import DEFAULT_INTERVAL_S, DEFAULT_KEEP, MetricsCollector
-from wallaroo.metrics.http import HttpServer, Request, Response
+from wallaroo.metrics.http import HttpServer, Request, Response, check_framework
 from wallaroo.metrics.hub import DEFAULT_PERIOD_NS, HubReporter, HubSender
 from wallaroo.metrics.topology import Topology
 from wallaroo.plan.physical import PhysicalPlan
@@ -102,6 +102,8 @@ class MetricsService:
         self._points: deque[dict[str, Any]] = deque(maxlen=DEFAULT_KEEP)
         self.log = log
         self._http_at = split_address(http, "--metrics-http") if http else None
+        if self._http_at is not None:
+            check_framework()  # a missing extra is an error before any source listens
         self.http: HttpServer | None = None
         self.hub: HubSender | None = None
         if hub:

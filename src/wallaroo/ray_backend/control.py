@@ -145,7 +145,13 @@ def scale_main(argv: Sequence[str]) -> int:
         default="wallaroo-resilience",
         help="the application's --resilience-dir (to find its control port)",
     )
-    parser.add_argument("--timeout", type=float, default=REPLY_TIMEOUT)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=REPLY_TIMEOUT,
+        help=f"seconds to wait for the application's reply (default {REPLY_TIMEOUT:g}; a "
+        "rescale takes a checkpoint and restarts the workers)",
+    )
     args = parser.parse_args(list(argv))
     if args.status == (args.workers is not None):
         parser.error("give exactly one of --workers N and --status")

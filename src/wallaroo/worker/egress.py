@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from wallaroo.worker.flow import Gate
 
@@ -53,6 +53,7 @@ class SinkOutput(asyncio.Protocol):
         self._connects = 0
         self._written = 0
         self._blocking = False
+        self._connecting: asyncio.Future[Any] | None = None
 
     # -- SinkPort -----------------------------------------------------------------------------
     def write(self, payloads: list[bytes]) -> None:
@@ -101,13 +102,14 @@ class SinkOutput(asyncio.Protocol):
     # -- connection life ----------------------------------------------------------------------
     async def run(self) -> None:
         """Connect, and reconnect after every loss, until :meth:`stop`."""
-        loop = asyncio.get_running_loop()
         delay = 0.05
         waiting_logged = False
         while not self._stopping:
             try:
-                transport, _ = await loop.create_connection(lambda: self, self.host, self.port)
+                transport = await self._connect()
             except OSError as exc:
+                if self.stopping():  # the worker stopped while this connection was being made
+                    break
                 if not waiting_logged:
                     self._log.info(
                         "waiting for %s '%s' at %s:%d (%s); retrying",
@@ -121,8 +123,9 @@ class SinkOutput(asyncio.Protocol):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
-            if self.stopping():  # stopped while connecting
-                transport.close()
+            if transport is None or self.stopping():  # stopped while connecting
+                if transport is not None:
+                    transport.close()
                 break
             delay = 0.05
             waiting_logged = False
@@ -137,6 +140,26 @@ class SinkOutput(asyncio.Protocol):
                     self.host,
                     self.port,
                 )
+
+    async def _connect(self) -> asyncio.BaseTransport | None:
+        """One connection attempt; None when :meth:`stop` gave up on it while under way.
+
+        Raises:
+            OSError: the attempt failed.
+        """
+        loop = asyncio.get_running_loop()
+        attempt = asyncio.ensure_future(loop.create_connection(lambda: self, self.host, self.port))
+        self._connecting = attempt
+        try:
+            transport, _ = await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            if not attempt.cancelled():  # this task itself was cancelled, not the attempt
+                attempt.cancel()
+                raise
+            return None
+        finally:
+            self._connecting = None
+        return transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # TCP connections are Transports
@@ -177,7 +200,11 @@ class SinkOutput(asyncio.Protocol):
         return self._stopping
 
     def stop(self) -> None:
+        """Stop sending and connecting: close the connection, give up on an attempt that is
+        under way (a peer that does not answer cannot hold the shutdown up), log nothing more."""
         self._stopping = True
+        if self._connecting is not None:
+            self._connecting.cancel()
         if self._transport is not None:
             self._transport.close()
         if self._lost is not None and not self._lost.done():
