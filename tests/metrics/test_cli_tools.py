@@ -127,6 +127,25 @@ def test_send_prints_only_the_final_line_when_not_on_a_terminal():
     )
 
 
+def test_send_to_a_port_nobody_listens_on_names_it_and_how_long_it_retried(capsys):
+    port = free_port()
+    assert send.main(["--host", f"127.0.0.1:{port}", "--connect-timeout", "0.3"]) == 2
+    line = capsys.readouterr().err
+    assert re.fullmatch(
+        rf"wallaroo send: error: cannot connect to 127\.0\.0\.1:{port}: Connection refused "
+        r"\(retried for 0\.[3-9] s; --connect-timeout sets how long\)\n",
+        line,
+    ), line
+
+
+def test_scale_documents_its_timeout():
+    out = subprocess.run(
+        [str(BIN / "wallaroo"), "scale", "--help"], capture_output=True, text=True, timeout=30
+    )
+    text = " ".join(out.stdout.split())
+    assert "--timeout TIMEOUT seconds to wait for the application's reply (default 300" in text
+
+
 def test_metrics_flags_are_worker_options():
     flags = parse_worker_flags(
         ["--application-module", "m", "--metrics-http", "8080", "-m", "127.0.0.1:5001"]
