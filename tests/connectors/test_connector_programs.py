@@ -318,7 +318,7 @@ def test_the_seed_sink_loop_goes_on_past_an_output_its_decoder_rejects(procs):
         "worker", "Quotes", "sink decoder decode_quote", "ValueError",
     )  # fmt: skip
     assert letter["message_id"] == sum(len(f"Alice\thello {i}") for i in range(50))
-    warning = sink.wait_for("rejected an output")
+    warning = sink.wait_for("dead letter at")
     assert f"kept in {path}" in warning
 
 
@@ -354,5 +354,5 @@ def test_udp_sink_keeps_an_output_its_decoder_rejects_as_a_dead_letter(procs, ud
     (letter,) = read_dead_letters(path)
     assert base64.b64decode(letter["payload"]) == b"212.0"
     assert (letter["worker"], letter["message"]) == ("worker", "boiling")
-    assert sink.wait_for("rejected an output").endswith("(more are summarised every 10 s)")
+    assert sink.wait_for("dead letter at").endswith("(more are summarised every 10 s)")
     assert sink.stop() == 0, sink.output

@@ -320,7 +320,8 @@ def test_dead_letters_are_logged_first_in_full_then_as_a_total(sink, workers, ca
     assert len(lines) == 2, lines
     first, total = lines
     assert (
-        "sink connector 'out': the sink decoder decode_out rejected an output of 7 bytes " in first
+        "sink connector 'out': dead letter at sink decoder decode_out, an output of 7 bytes "
+        in first
     )
     assert "from worker 'w1' (message id 0): UnicodeDecodeError:" in first
     assert f"kept in {sink.dead_letter_path}" in first

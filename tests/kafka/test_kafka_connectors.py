@@ -3,10 +3,14 @@ processes against the session's broker."""
 
 from __future__ import annotations
 
+import base64
+import json
+import pickle
 import signal
 from collections import Counter
 
 import pytest
+from connector_helpers import write_module
 from kafka_helpers import Kafka, record, start_sink, start_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
@@ -148,3 +152,33 @@ def test_two_sources_in_one_group_share_the_partitions_and_take_over(procs, kafk
     repeated = Counter(got) - Counter(set(got))
     assert not repeated, (repeated.most_common(3), first.output, second.output)
     assert second.stop(signal.SIGINT) == 0, second.output
+
+
+FEED_WITH_A_BIG_RECORD = """
+    import wallaroo.experimental
+
+    connector = wallaroo.experimental.SourceConnector()
+    connector.connect()
+    for value in ["rec-00001", "x" * 1_200_000 + "-big", "rec-00002"]:
+        connector.write(value)
+    connector.close()
+"""
+
+
+def test_a_record_kafka_refuses_is_a_dead_letter_and_the_others_arrive(procs, kafka: Kafka):
+    sink_topic = kafka.topic("out")
+    sink = start_sink(procs, "python -m", kafka.bootstrap, sink_topic)
+    procs.machida("kafka_app")
+    feeder = write_module(procs.cwd, "feeder", FEED_WITH_A_BIG_RECORD)
+    source = procs.python("feeder", feeder, "--application-module", "kafka_app",
+                          "--connector", "feed")  # fmt: skip
+    assert source.popen.wait(30) == 0, source.output
+    assert sorted(kafka.read(sink_topic, 2)) == ["REC-00001", "REC-00002"]
+    dead = procs.cwd / "wallaroo-deadletter" / "results-sink.jsonl"
+    sink.wait_for("dead letter")
+    (letter,) = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert letter["stage"] == "kafka_sink produce"
+    assert "MSG_SIZE_TOO_LARGE" in letter["message"] or "too large" in letter["message"], letter
+    key, value, partition = pickle.loads(base64.b64decode(letter["payload"]))
+    assert (key, len(value), partition) == (b"BIG", 1_200_004, -1)  # shouted
+    assert sink.stop(signal.SIGINT) == 0, sink.output

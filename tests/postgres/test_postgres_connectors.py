@@ -3,6 +3,9 @@ worker: rows inserted into one table -> NOTIFY -> worker -> INSERT into another 
 
 from __future__ import annotations
 
+import base64
+import json
+import pickle
 import signal
 
 import psycopg
@@ -176,17 +179,25 @@ def test_both_programs_reconnect_after_losing_their_database_session(
     assert copied(db, destination) == expected(0, 100)
 
 
-def test_rows_the_database_rejects_are_logged_and_dropped_the_others_inserted(
+def test_rows_the_database_rejects_are_dead_letters_the_others_inserted(
     procs, launch, wait_until, worker_env, db, tables, postgres_dsn
 ):
     source_table, destination = tables
     db.execute(f"ALTER TABLE {destination} ADD CHECK (n < 20)")  # rejects the rows of i >= 10
     _, _, sink = start_pipeline(procs, launch, postgres_dsn, tables)
     insert(db, source_table, 0, 20, per_transaction=20)  # one batch with 10 bad rows
-    sink.wait_for("PostgreSQL rejected the row ('W19', 38)")
+    dead = procs.cwd / "wallaroo-deadletter" / "copies-sink.jsonl"
+    wait_until(lambda: dead.exists() and len(dead.read_text().splitlines()) >= 10, "10 letters")
     wait_until(lambda: count(db, destination) >= 10, "the 10 good rows")
     assert copied(db, destination) == expected(0, 10)
-    assert sink.output.count("PostgreSQL rejected the row") == 10
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert len(letters) == 10
+    assert {r["stage"] for r in letters} == {f"postgres_insert_sink INSERT INTO {destination}"}
+    assert all("check constraint" in r["message"] for r in letters), letters[0]
+    assert sorted(pickle.loads(base64.b64decode(r["payload"])) for r in letters) == sorted(
+        (f"W{i}", 2 * i) for i in range(10, 20)
+    )
+    assert sink.output.count("dead letter") <= 2  # the first, and at most one summary
 
 
 def test_the_sink_waits_for_an_unreachable_database_and_stops_cleanly(procs, launch, worker_env):

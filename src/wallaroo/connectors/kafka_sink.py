@@ -61,8 +61,9 @@ commit) and is deleted; otherwise its transaction is reported to the worker, whi
 transaction exists only while PHASE2 runs, so nothing the worker rolls back ever reaches
 Kafka. The sink decoder runs at PHASE2; a payload it rejects (or that is no ``(key, value)``)
 is a dead letter, recorded once per committed transaction (again only if this program dies
-during that PHASE2 and replays it from the spool); a record Kafka refuses for good is logged
-and dropped (the same way on every retry). See docs/connectors/kafka.md.
+during that PHASE2 and replays it from the spool); a record Kafka refuses for good is a dead
+letter too, left out of the transaction (the same way on every retry). See
+docs/connectors/kafka.md.
 
 In both modes a payload the sink decoder rejects is kept in the dead-letter file
 (``--<connector>-deadletter_path``, default ``./wallaroo-deadletter/<connector>-sink.jsonl``,
@@ -87,7 +88,7 @@ import signal
 import struct
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NoReturn
@@ -105,7 +106,7 @@ TRAILER_MAGIC = b"WKTX"  # the last bytes of a prepared spool file
 _FRAME = struct.Struct(">I")
 KAFKA_TIMEOUT = 30.0  # seconds for one Kafka operation of a transaction (init, offsets, commit)
 CRASH_POINTS = ("before-vote", "after-vote", "after-commit")
-#: Delivery errors that a record will always get: it is dropped so that the rest can commit.
+#: Delivery errors that a record will always get: it is a dead letter, so that the rest can commit.
 POISON_ERRORS = frozenset({
     "MSG_SIZE_TOO_LARGE", "INVALID_MSG", "INVALID_MSG_SIZE", "INVALID_RECORD",
     "RECORD_LIST_TOO_LARGE", "_UNKNOWN_PARTITION", "POLICY_VIOLATION",
@@ -149,10 +150,14 @@ def as_record(decoded: Any) -> tuple[bytes | None, bytes | None, int]:
 
 
 class Producer:
-    """A Kafka producer that logs broker outages and failed deliveries."""
+    """A Kafka producer that logs broker outages; a record Kafka refuses, at once or when it
+    fails to deliver it, goes to ``reject(value, error)`` (the program's dead letters)."""
 
-    def __init__(self, ck: Any, brokers: str, topic: str) -> None:
+    def __init__(
+        self, ck: Any, brokers: str, topic: str, reject: Callable[[Any, BaseException], None]
+    ) -> None:
         self.ck, self.brokers, self.topic = ck, brokers, topic
+        self.reject = reject
         self.down = False
         self.failed = 0
         self.delivered = 0
@@ -168,12 +173,8 @@ class Producer:
         })  # fmt: skip
 
     def produce(self, records: list[tuple[bytes | None, bytes | None, int]]) -> None:
-        """Hand records to librdkafka, waiting while its queue is full.
-
-        Raises:
-            KafkaException: a record librdkafka refuses at once (e.g. too large); the records
-                before it are produced.
-        """
+        """Hand records to librdkafka, waiting while its queue is full; a record it refuses
+        at once (too large, say) goes to ``reject`` and the others are produced."""
         for key, value, partition in records:
             while True:
                 try:
@@ -181,6 +182,10 @@ class Producer:
                     break
                 except BufferError:  # its queue is full: serve deliveries, then try again
                     self.producer.poll(0.1)
+                except self.ck.KafkaException as exc:
+                    self.failed += 1
+                    self.reject((key, value, partition), exc)
+                    break
         self.producer.poll(0)
 
     def on_delivery(self, err: Any, msg: Any) -> None:
@@ -191,9 +196,10 @@ class Producer:
                 log.info("the Kafka brokers at %s are back", self.brokers)
             return
         self.failed += 1
-        if self.failed == 1 or self.failed % 1000 == 0:
-            log.error("a record to %s/%s was lost: %s (%d lost so far)",
-                      self.topic, msg.partition(), err.str(), self.failed)  # fmt: skip
+        self.reject(
+            (msg.key(), msg.value(), msg.partition()),
+            self.ck.KafkaException(err),
+        )
 
     def on_error(self, err: Any) -> None:
         if err.code() == self.ck.KafkaError._ALL_BROKERS_DOWN:
@@ -221,12 +227,9 @@ def serve(connector: wallaroo.experimental.SinkConnector, producer: Producer) ->
         for value in values:
             try:
                 records.append(as_record(value))
-            except ValueError as exc:
-                log.warning("%s; dropped", exc)
-        try:
-            producer.produce(records)
-        except producer.ck.KafkaException as exc:
-            log.warning("Kafka refused a record (%s); dropped", exc)
+            except ValueError as exc:  # decoded, but not a record: a dead letter too
+                connector.dead_letter(value, exc, stage="kafka_sink record")
+        producer.produce(records)
 
 
 # -- transactional mode -----------------------------------------------------------------------
@@ -453,7 +456,7 @@ class KafkaTransactionalSink(wx.TransactionalSink):
         self._votes = 0  # commit votes on ranges with output
         self._commits = 0  # non-empty transactions committed to Kafka
         self._die = False
-        self.dropped = 0  # records dropped: refused by Kafka
+        self.dropped = 0  # records left out (dead letters): refused by Kafka
         self.empty = 0  # empty outputs dropped
         self._dead: set[tuple[str, int]] = set()  # (txn id, index) recorded as dead letters
 
@@ -675,7 +678,7 @@ class KafkaTransactionalSink(wx.TransactionalSink):
     def _produce(self, txn: wx.Transaction, payloads: list[bytes]) -> None:
         """Produce ``payloads`` and the marker ``txn.end`` in one Kafka transaction, committed.
 
-        A record the brokers refuse for good (:data:`POISON_ERRORS`) is dropped and the
+        A record the brokers refuse for good (:data:`POISON_ERRORS`) is a dead letter and the
         transaction produced again without it; up to three attempts.
 
         Raises:
@@ -697,12 +700,8 @@ class KafkaTransactionalSink(wx.TransactionalSink):
                               self.worker, txn.txn_id, exc)  # fmt: skip
                     raise
                 for index, error in poison:
-                    log.error(
-                        "worker '%s': Kafka refuses record %d of %s (%s); dropped",
-                        self.worker, index, txn.txn_id, error.str(),
-                    )  # fmt: skip
+                    self._refused(txn, index, payloads[index], ck.KafkaException(error))
                     skip.add(index)
-                    self.dropped += 1
 
     def _attempt(
         self, txn: wx.Transaction, payloads: list[bytes], skip: set[int], failed: list[Any]
@@ -728,10 +727,8 @@ class KafkaTransactionalSink(wx.TransactionalSink):
                 except BufferError:  # its queue is full: serve deliveries, then try again
                     producer.poll(0.1)
                 except ck.KafkaException as exc:  # refused at once: the same every time
-                    log.warning("worker '%s': Kafka refused record %d of %s (%s); dropped",
-                                self.worker, index, txn.txn_id, exc)  # fmt: skip
+                    self._refused(txn, index, payload, exc)
                     skip.add(index)
-                    self.dropped += 1
                     break
         marker = ck.TopicPartition(topic, 0, txn.end)
         metadata = self._consumer.consumer_group_metadata()
@@ -752,6 +749,17 @@ class KafkaTransactionalSink(wx.TransactionalSink):
                 self.settings.dead_letter(payload, exc, worker=self.worker, message_id=offset)
                 self._dead.add((txn.txn_id, index))
             return None
+
+    def _refused(self, txn: wx.Transaction, index: int, payload: bytes, exc: BaseException) -> None:
+        """Kafka refuses record ``index`` of ``txn`` for good: a dead letter (once per
+        transaction, however often it is attempted), left out of the transaction."""
+        if (txn.txn_id, index) in self._dead:
+            return
+        self._dead.add((txn.txn_id, index))
+        self.dropped += 1
+        self.settings.dead_letter(
+            payload, exc, worker=self.worker, stage=f"kafka_sink produce to {self.settings.topic}"
+        )
 
     def _abort_kafka(self, exc: Any) -> bool:
         """After a failed transaction: True if it was aborted, so that it surely did not
@@ -837,7 +845,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         connector = wallaroo.experimental.SinkConnector(
             args, required_params=["topic"], optional_params=optional
         )
-        producer = Producer(ck, brokers, connector.params.topic)
+        producer = Producer(
+            ck,
+            brokers,
+            connector.params.topic,
+            lambda record, exc: connector.dead_letter(record, exc, stage="kafka_sink produce"),
+        )
         connector.listen()
         host, port = connector.address
         log.info("kafka_sink for connector '%s': listening for the worker on %s:%d, producing "

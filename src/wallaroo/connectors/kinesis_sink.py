@@ -21,9 +21,9 @@ as UTF-8, anything else as ``str(value)``). Outputs are put with PutRecords in b
 500 records and 5 MiB; records Kinesis refuses (throttling) and whole batches that fail (Kinesis
 unreachable) are retried with back-off, logged, until they are written, so a retried record may
 follow records of its key that were sent after it. An output of another shape, an empty or too
-long key (1 to 256 characters) or a record over 1 MiB is logged and dropped; an output the
-decoder rejects is a dead letter (kept in the dead-letter file, the worker's JSON Lines format,
-and logged, rate-limited).
+long key (1 to 256 characters) or a record over 1 MiB is a dead letter, as is an output the
+decoder rejects (kept in the dead-letter file, the worker's JSON Lines format, and logged,
+rate-limited).
 
 Delivery: at-least-once for what reaches this program (a batch whose answer is lost is put
 again); outputs received but not yet written when the program stops are lost, as the connector
@@ -64,22 +64,36 @@ MAX_RECORD_BYTES = 1024 * 1024
 stopping = threading.Event()
 
 
-def record_for(value: Any) -> dict[str, Any] | None:
-    """The PutRecords entry for a decoded ``(key, value)``, or None (logged) if it cannot be
-    one."""
+def record_for(value: Any) -> dict[str, Any]:
+    """The PutRecords entry for a decoded ``(key, value)``.
+
+    Raises:
+        ValueError: it cannot be one (the message says why).
+    """
     if not isinstance(value, tuple | list) or len(value) != 2:
-        log.warning("the sink decoder returned %.100r, not (key, value); dropped", value)
-        return None
+        raise ValueError(f"the sink decoder returned {value!r:.100}, not (key, value)")
     key, data = value
     key = as_bytes(key).decode("utf-8", "replace")
     data = as_bytes(data)
     if not 1 <= len(key) <= 256 or len(data) + len(key.encode("utf-8")) > MAX_RECORD_BYTES:
-        log.warning(
-            "a record with key %.60r and %d bytes of data is not valid for Kinesis (key of 1 "
-            "to 256 characters, at most 1 MiB); dropped", key, len(data),
-        )  # fmt: skip
-        return None
+        raise ValueError(
+            f"a record with key {key!r:.60} and {len(data)} bytes of data is not valid for "
+            "Kinesis (key of 1 to 256 characters, at most 1 MiB)"
+        )
     return {"Data": data, "PartitionKey": key}
+
+
+def records_for(
+    connector: wallaroo.experimental.SinkConnector, values: list[Any]
+) -> list[dict[str, Any]]:
+    """The PutRecords entries of ``values``; those that cannot be one are dead letters."""
+    records = []
+    for value in values:
+        try:
+            records.append(record_for(value))
+        except ValueError as exc:
+            connector.dead_letter(value, exc, stage="kinesis_sink record")
+    return records
 
 
 def batches(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -134,7 +148,7 @@ def serve(connector: wallaroo.experimental.SinkConnector, client: Any, stream: s
         values = read_outputs(connector, log, MAX_BATCH, timeout=0.2)
         if not values:
             continue
-        records = [record for value in values if (record := record_for(value)) is not None]
+        records = records_for(connector, values)
         for batch in batches(records):
             written += put(client, stream, batch, backoff)
     return written

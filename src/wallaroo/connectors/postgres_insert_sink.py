@@ -22,9 +22,9 @@ returns one tuple (or list) per row, as many values as ``columns`` names (a sing
 take a bare value); psycopg adapts the values (str, int, float, bytes, datetime, None, ...).
 Rows are inserted in batches, with ``executemany`` in one transaction per batch. A batch the
 database rejects for its data (a constraint, a value of the wrong type) is inserted again row by
-row, and each failing row is logged and dropped; an output that is not a row of the right length
-is logged and dropped too. An output the decoder rejects is a dead letter: kept in the
-dead-letter file (JSON Lines, the worker's format) and logged, rate-limited.
+row, and each failing row is a dead letter; so is an output that is not a row of the right
+length, and one the decoder rejects: kept in the dead-letter file (JSON Lines, the worker's
+format) and logged, rate-limited.
 
 The table is appended to: at-least-once. When PostgreSQL cannot be reached the batch is held and
 inserted again (0.2 s backing off to 5 s, logged) once it is back, while the worker is slowed
@@ -46,7 +46,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,8 @@ class TableWriter:
         columns: the column names.
         stop: set by SIGINT/SIGTERM; from then on, retrying gives up after ``STOP_GRACE`` s.
         naming: extra connection parameters (the ``application_name``).
+        reject: called with each row the database rejects for its data and the error (the
+            program makes it a dead letter); by default the row is logged.
     """
 
     def __init__(
@@ -116,10 +118,12 @@ class TableWriter:
         columns: list[str],
         stop: threading.Event,
         naming: dict[str, str],
+        reject: Callable[[tuple[Any, ...], BaseException], None] | None = None,
     ) -> None:
         from psycopg import sql
 
         self.pg, self.naming = psycopg_module, naming
+        self.reject = reject or _log_rejected
         self.dsn, self.table, self.columns = dsn, table, columns
         self.stop = stop
         self.inserted = self.rejected = 0
@@ -173,7 +177,7 @@ class TableWriter:
         """Insert ``rows`` in one transaction, holding them while PostgreSQL is unreachable.
 
         Returns:
-            True once inserted (rows the database rejects are logged and dropped); False when
+            True once inserted (rows the database rejects go to ``reject``); False when
             the program is stopping and gave up (nothing more is inserted).
 
         Raises:
@@ -241,7 +245,7 @@ class TableWriter:
                 return rows[index:]
             except (self.pg.DataError, self.pg.IntegrityError, self.pg.ProgrammingError) as exc:
                 self.rejected += 1
-                log.warning("PostgreSQL rejected the row %.200r: %s; dropped", row, first_line(exc))
+                self.reject(row, exc)
                 continue
             self.inserted += 1
         return []
@@ -256,15 +260,20 @@ class TableWriter:
         self._drop()
 
 
-class Rows:
-    """Turns decoded outputs into rows of ``width`` values, counting what does not fit."""
+def _log_rejected(row: tuple[Any, ...], exc: BaseException) -> None:
+    log.warning("PostgreSQL rejected the row %.200r: %s; dropped", row, first_line(exc))
 
-    def __init__(self, width: int) -> None:
+
+class Rows:
+    """Turns decoded outputs into rows of ``width`` values; what does not fit is a dead letter
+    of ``connector``."""
+
+    def __init__(self, width: int, connector: wallaroo.experimental.SinkConnector) -> None:
         self.width = width
-        self.dropped = 0
+        self.connector = connector
 
     def collect(self, values: list[Any]) -> list[tuple[Any, ...]]:
-        """The rows among ``values``; the others are logged and dropped."""
+        """The rows among ``values``; the others are dead letters."""
         rows: list[tuple[Any, ...]] = []
         for value in values:
             if isinstance(value, tuple | list) and len(value) == self.width:
@@ -272,12 +281,10 @@ class Rows:
             elif self.width == 1 and not isinstance(value, tuple | list):
                 rows.append((value,))
             else:
-                self.dropped += 1
-                if self.dropped == 1 or self.dropped % 1000 == 0:
-                    log.warning(
-                        "the sink decoder must return a row of %d values; dropped %.200r "
-                        "(%d dropped so far)", self.width, value, self.dropped,
-                    )  # fmt: skip
+                error = ValueError(
+                    f"the sink decoder must return a row of {self.width} values, not {value!r:.200}"
+                )
+                self.connector.dead_letter(value, error, stage="postgres_insert_sink row")
         return rows
 
 
@@ -286,7 +293,7 @@ def serve(
 ) -> None:
     """Insert what the worker sends until ``stop`` is set; then stop listening, insert what was
     already received (retrying for at most ``STOP_GRACE`` seconds) and return."""
-    rows = Rows(len(writer.columns))
+    rows = Rows(len(writer.columns), connector)
     while not stop.is_set():
         values = read_outputs(connector, log, READ_BATCH, timeout=0.2)
         if values:
@@ -329,7 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         columns = column_list(f"--{name}-columns", params.columns)
         database = describe(psycopg_module, params.connection)
         naming = session_name(psycopg_module, params.connection, name)
-        writer = TableWriter(psycopg_module, params.connection, params.table, columns, stop, naming)
+        writer = TableWriter(
+            psycopg_module, params.connection, params.table, columns, stop, naming,
+            reject=lambda row, exc: connector.dead_letter(
+                row, exc, stage=f"postgres_insert_sink INSERT INTO {params.table}"
+            ),
+        )  # fmt: skip
         run.callback(writer.close)
         run.callback(connector.close)  # the last registered is closed first
         connector.listen()

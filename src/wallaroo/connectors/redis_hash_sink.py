@@ -18,7 +18,7 @@ It listens for the worker at the address the application gives the connector. Th
 application's sink decoder must return a ``(field, value)`` pair for each output; the hash
 keeps the latest value of each field (a table of current values). Fields and values that are
 bytes, ``str``, ``int`` or ``float`` go to Redis as they are, anything else as ``str(value)``.
-An output that is not a pair is logged and dropped; one the decoder rejects is a dead letter:
+An output that is not a pair is a dead letter, as is one the decoder rejects:
 kept in the dead-letter file (JSON Lines, the worker's format) and logged, rate-limited.
 
 Writes are batched: what the worker sent since the last write goes to Redis in one pipeline
@@ -179,10 +179,11 @@ class HashWriter:
 
 
 class Fields:
-    """Turns decoded outputs into hash fields, counting (and logging) what is not a pair."""
+    """Turns decoded outputs into hash fields; what is not a pair is a dead letter of
+    ``connector``."""
 
-    def __init__(self) -> None:
-        self.dropped = 0
+    def __init__(self, connector: wallaroo.experimental.SinkConnector) -> None:
+        self.connector = connector
 
     def collect(self, values: Iterable[Any]) -> dict[Scalar, Scalar]:
         """The fields to write: the latest value of each field among ``values``."""
@@ -191,13 +192,8 @@ class Fields:
             if isinstance(value, tuple | list) and len(value) == 2:
                 fields[scalar(value[0])] = scalar(value[1])
                 continue
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning(
-                    "the sink decoder must return (field, value); dropped %r (%d dropped so far)",
-                    value if len(repr(value)) < 200 else f"{repr(value)[:200]}...",
-                    self.dropped,
-                )
+            error = ValueError(f"the sink decoder must return (field, value), not {value!r:.100}")
+            self.connector.dead_letter(value, error, stage="redis_hash_sink field")
         return fields
 
 
@@ -208,7 +204,7 @@ def serve(
 ) -> None:
     """Write what the worker sends until ``stop`` is set; then stop listening, write what was
     already received (retrying for at most ``STOP_GRACE`` seconds) and return."""
-    fields = Fields()
+    fields = Fields(connector)
     while not stop.is_set():
         values = read_outputs(connector, log, READ_BATCH, timeout=0.2)
         if values:

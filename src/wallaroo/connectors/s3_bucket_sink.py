@@ -18,9 +18,9 @@ Parameters (prefixed with the connector's name):
 It listens for the worker at the address the application gives the connector and decodes every
 output with the application's sink decoder, which returns ``(key, body)``: the object's key
 (``str``, or bytes as UTF-8; 1 to 1024 bytes) and its body (bytes as they are, a ``str`` as
-UTF-8, anything else as ``str(body)``). An output of another shape or with an invalid key is
-logged and dropped; one the decoder rejects is a dead letter (kept in the dead-letter file, the
-worker's JSON Lines format, and logged, rate-limited). Outputs are read in batches of up to
+UTF-8, anything else as ``str(body)``). An output of another shape or with an invalid key is a
+dead letter, as is one the decoder rejects (kept in the dead-letter file, the worker's JSON
+Lines format, and logged, rate-limited). Outputs are read in batches of up to
 256; within a batch the last body of each key is the one stored (the earlier ones would be
 overwritten anyway), and the distinct keys are written by 8 threads. Failed puts are retried
 with back-off, logged, until they succeed; a bucket deleted meanwhile is created again.
@@ -156,16 +156,34 @@ class Bucket:
         return len(objects) - len(pending)
 
 
-def object_for(value: Any) -> tuple[str, bytes] | None:
-    """The key and body for a decoded ``(key, body)``, or None (logged) if it cannot be one."""
+def object_for(value: Any) -> tuple[str, bytes]:
+    """The key and body for a decoded ``(key, body)``.
+
+    Raises:
+        ValueError: it cannot be one (the message says why).
+    """
     if not isinstance(value, tuple | list) or len(value) != 2:
-        log.warning("the sink decoder returned %.100r, not (key, body); dropped", value)
-        return None
+        raise ValueError(f"the sink decoder returned {value!r:.100}, not (key, body)")
     key = as_bytes(value[0]).decode("utf-8", "replace")
     if not 1 <= len(key.encode("utf-8")) <= 1024:
-        log.warning("%.60r is not a valid S3 key (1 to 1024 bytes); dropped", key)
-        return None
+        raise ValueError(f"{key!r:.60} is not a valid S3 key (1 to 1024 bytes)")
     return key, as_bytes(value[1])
+
+
+def objects_for(
+    connector: wallaroo.experimental.SinkConnector, values: list[Any]
+) -> dict[str, bytes]:
+    """The objects of ``values`` (the last body of each key); those that cannot be one are
+    dead letters."""
+    objects = {}
+    for value in values:
+        try:
+            key, body = object_for(value)
+        except ValueError as exc:
+            connector.dead_letter(value, exc, stage="s3_bucket_sink object")
+            continue
+        objects[key] = body
+    return objects
 
 
 def serve(connector: wallaroo.experimental.SinkConnector, bucket: Bucket) -> int:
@@ -179,7 +197,7 @@ def serve(connector: wallaroo.experimental.SinkConnector, bucket: Bucket) -> int
         values = read_outputs(connector, log, MAX_BATCH, timeout=0.2)
         if not values:
             continue
-        objects = dict(item for value in values if (item := object_for(value)) is not None)
+        objects = objects_for(connector, values)
         written += bucket.write(objects)
     return written
 

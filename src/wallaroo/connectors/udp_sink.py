@@ -17,7 +17,8 @@ output with the application's sink decoder and sends it as one datagram: a ``str
 bytes as they are, anything else as ``str(value)`` in UTF-8. An output the decoder rejects is a
 dead letter: appended to the dead-letter file (JSON Lines, the worker's format) and logged
 (rate-limited), and the outputs after it are sent. UDP is at-most-once: a datagram nobody
-receives is lost, and one larger than UDP allows is dropped with a warning.
+receives is lost, and one that cannot be sent (larger than a datagram, say) is a dead letter,
+like an output the decoder rejects.
 
 Logs go to stderr; the first line names the connector and both addresses. SIGINT and SIGTERM
 stop it cleanly (exit code 0).
@@ -50,17 +51,15 @@ def serve(
     out: socket.socket,
     destination: tuple[str, int],
 ) -> NoReturn:
-    """Send every value the connector reads to ``destination``, until interrupted."""
-    failures = 0
+    """Send every value the connector reads to ``destination``, until interrupted. A value
+    that cannot be sent (larger than a datagram, say) is a dead letter, and the rest go on."""
     while True:
         for value in read_outputs(connector, log, 1024):
             try:
                 out.sendto(as_bytes(value), destination)
-            except OSError as exc:  # UDP is at-most-once: report, drop, go on
-                failures += 1
-                if failures == 1 or failures % 1000 == 0:
-                    log.warning("cannot send to %s:%d (%s); %d datagrams dropped so far",
-                                *destination, exc, failures)  # fmt: skip
+            except OSError as exc:
+                connector.dead_letter(value, exc, stage=f"udp_sink sendto {destination[0]}:"
+                                      f"{destination[1]}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

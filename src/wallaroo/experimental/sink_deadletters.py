@@ -104,8 +104,8 @@ class SinkDeadLetters:
         size = f"{len(payload)} bytes" if isinstance(payload, bytes) else type(payload).__name__
         self._summary.event(
             self._cause,
-            "%s: the %s rejected an output of %s%s: %s: %s; kept in %s (more are summarised "
-            "every %.0f s)",
+            "%s: dead letter at %s, an output of %s%s: %s: %s; kept in %s (more are "
+            "summarised every %.0f s)",
             self._cause,
             stage or self.stage,
             size,
