@@ -11,7 +11,7 @@ from metrics_helpers import BIN, HERE, free_port, numbers
 
 from wallaroo.cli import send, top
 from wallaroo.cli.progress import Progress
-from wallaroo.cli.worker_flags import parse_worker_flags
+from wallaroo.worker.flags import parse_worker_flags
 
 SENT, BAD = 1200, 3
 

@@ -3,11 +3,11 @@
 import pytest
 
 import wallaroo
+from wallaroo.engine.histogram import BINS, U64_MAX, HistogramSnapshot, LatencyHistogram
 from wallaroo.engine.local import LocalEngine
 from wallaroo.engine.segment import SegmentRunner, TimedSegmentRunner
 from wallaroo.loader import load_application
 from wallaroo.metrics.collector import MetricsCollector
-from wallaroo.metrics.histogram import BINS, U64_MAX, HistogramSnapshot, LatencyHistogram
 from wallaroo.metrics.report import document
 from wallaroo.metrics.topology import Topology
 from wallaroo.plan.compiler import compile_application

@@ -16,9 +16,9 @@ from metrics_helpers import WorkerProcess, numbers
 
 from wallaroo.engine.clock import SystemClock
 from wallaroo.engine.deadletter import DeadLetterStatistics
+from wallaroo.engine.histogram import HistogramSnapshot, LatencyHistogram
 from wallaroo.engine.local import EngineStatistics
 from wallaroo.engine.segment import SegmentStatistics
-from wallaroo.metrics.histogram import HistogramSnapshot, LatencyHistogram
 from wallaroo.metrics.hub import (
     HubReporter,
     HubSender,

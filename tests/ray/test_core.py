@@ -24,7 +24,7 @@ import wallaroo
 from diagnostics import error_lines
 from wallaroo.engine.deadletter import DeadLetterLog
 from wallaroo.engine.local import LocalEngine
-from wallaroo.engine.segment import SegmentRunner
+from wallaroo.engine.wiring import Placement
 from wallaroo.errors import ConfigurationError
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import Exchange
@@ -315,14 +315,14 @@ class SimCluster:
             me = f"s{source.index}"
             channels = [Channel(f"{me}->{n}", self.sim.submitter(me, n), self.sim, blocking=True,
                                 window=2, batch=7) for n in names]  # fmt: skip
-            engine = LocalEngine(self.plan, [SinkChannelPort(channels[0])])
             seg = graph.segment[source.segment]
             assert isinstance(seg.target, Exchange)
-            route = KeyedRoute(seg.target.segment, slots, channels, None)
-            engine.segments[seg.id] = SegmentRunner(
-                seg, self.plan, engine.states, engine.sinks, route, engine.dead_letters,
-                engine.clock,
-            )  # fmt: skip
+            placement = Placement(
+                segments=[seg.id],
+                key_groups=(),
+                route=lambda target, channels=channels: KeyedRoute(target, slots, channels, None),
+            )
+            engine = LocalEngine(self.plan, [SinkChannelPort(channels[0])], placement=placement)
             edges = graph.segment_edges(seg, workers, None)
             self.sources.append((engine, channels, edges))
 
@@ -467,7 +467,7 @@ def test_without_ray_the_backend_names_the_extra(tmp_path):
     ],
 )
 def test_worker_flags_of_the_ray_backend(args, error):
-    from wallaroo.cli.worker_flags import parse_worker_flags
+    from wallaroo.worker.flags import parse_worker_flags
 
     argv = ["--application-module", "m", *args, "--in", "x"]
     if error is None:

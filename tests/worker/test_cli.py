@@ -11,8 +11,8 @@ import pytest
 from procs import BIN, ROOT, env_with, free_port, wait_port
 
 from diagnostics import error_lines, give_up
-from wallaroo.cli.worker_flags import parse_worker_flags
 from wallaroo.errors import ConfigurationError
+from wallaroo.worker.flags import parse_worker_flags
 
 MACHIDA = str(BIN / "machida")
 WALLAROO = str(BIN / "wallaroo")

@@ -20,8 +20,8 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from wallaroo import __version__
-from wallaroo.cli.worker_flags import WorkerFlags, parse_worker_flags
 from wallaroo.errors import CheckpointError, ConfigurationError, WallarooParameterError
+from wallaroo.worker.flags import WorkerFlags, parse_worker_flags
 
 if TYPE_CHECKING:
     from wallaroo.worker.runtime import Worker

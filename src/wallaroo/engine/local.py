@@ -15,30 +15,24 @@ from typing import Any
 from wallaroo.engine.clock import Clock, SystemClock
 from wallaroo.engine.deadletter import DeadLetterLog, DeadLetterStatistics
 from wallaroo.engine.segment import (
-    Route,
     SegmentRunner,
     SegmentStatistics,
     SinkPort,
     SinkRunner,
     SinkStatistics,
-    TimedSegmentRunner,
 )
 from wallaroo.engine.state import StateStatistics, StateStore
-from wallaroo.engine.windows import (
-    CountWindowRunner,
-    RangeWindowRunner,
-    WindowState,
-    WindowStatistics,
-)
-from wallaroo.metrics.histogram import LatencyHistogram
-from wallaroo.plan.physical import Exchange, PhysicalPlan, ToSinks, ToWindow
-from wallaroo.windows import RangeWindows
+from wallaroo.engine.windows import WindowStatistics
+from wallaroo.engine.wiring import Placement, WindowRunner, wire
+from wallaroo.plan.physical import PhysicalPlan
 
 __all__ = ["EngineStatistics", "LocalEngine"]
 
 
 @dataclass(frozen=True, slots=True)
 class EngineStatistics:
+    """An engine's counters: per segment, sink, state store and window, and its dead letters."""
+
     segments: tuple[SegmentStatistics, ...]
     sinks: tuple[SinkStatistics, ...]
     states: tuple[StateStatistics, ...]
@@ -46,27 +40,24 @@ class EngineStatistics:
     windows: tuple[WindowStatistics, ...] = ()
 
 
-class _DirectRoute:
-    __slots__ = ("run",)
-
-    def __init__(self, runner: SegmentRunner) -> None:
-        self.run = runner.run
-
-    def send(self, values: list[Any], keys: list[str], times: list[int] | None = None) -> None:
-        self.run(values, keys, times=times)
-
-
 class LocalEngine:
-    """Runs a physical plan in this process.
+    """Runs a physical plan, or the part of it a placement puts here, in this process.
 
     Args:
         plan: the compiled plan.
         sinks: one port per sink of the plan, in plan order.
+        placement: what runs here (see :func:`~wallaroo.engine.wiring.wire`); everything,
+            routed by direct calls, when None. A Ray source actor places its source's first
+            segment here and routes it to the workers.
         dead_letters: where failing messages go (in memory only by default).
         clock: the engine's clock.
         metrics: record latency histograms per segment and from source to sink (two clock
-            readings per batch and segment, see :class:`TimedSegmentRunner`). Off by default;
-            the engine then runs exactly the code it runs without any metrics.
+            readings per batch and segment, see
+            :class:`~wallaroo.engine.segment.TimedSegmentRunner`). Off by default; the engine
+            then runs exactly the code it runs without any metrics.
+
+    Raises:
+        ValueError: ``sinks`` does not give one port per sink of the plan.
     """
 
     def __init__(
@@ -74,68 +65,27 @@ class LocalEngine:
         plan: PhysicalPlan,
         sinks: Sequence[SinkPort],
         *,
+        placement: Placement | None = None,
         dead_letters: DeadLetterLog | None = None,
         clock: Clock | None = None,
         metrics: bool = False,
     ) -> None:
-        if len(sinks) != len(plan.sinks):
-            raise ValueError(f"the plan has {len(plan.sinks)} sinks, got {len(sinks)} ports")
         self.plan = plan
         self.metrics = metrics
-        self.clock: Clock = clock or SystemClock()
         self.dead_letters = dead_letters or DeadLetterLog()
-        self.states: dict[str, StateStore] = {
-            s.name: StateStore(s.name, s.factory, plan.key_groups, s.initial_keys)
-            for s in plan.states
-        }
-        owner: dict[int, str] = {}
-        for seg in plan.segments:
-            if isinstance(seg.target, ToSinks):
-                for i in seg.target.sinks:
-                    owner.setdefault(i, seg.pipeline)
-        self.sinks = [
-            SinkRunner(p, port, self.dead_letters, owner.get(p.index, plan.app_name))
-            for p, port in zip(plan.sinks, sinks, strict=True)
-        ]
-        self.segments: dict[int, SegmentRunner] = {}
-        self.windows: list[RangeWindowRunner | CountWindowRunner] = []
-        for window in plan.windows:
-            self.states[window.state] = StateStore(window.state, WindowState, plan.key_groups)
-        for seg in sorted(plan.segments, key=lambda s: s.id, reverse=True):
-            self._build(seg.id)
-        self.windows = [self._window(w.id) for w in plan.windows]
-
-    def _window(self, window_id: int) -> RangeWindowRunner | CountWindowRunner:
-        for runner in self.windows:
-            if runner.plan.id == window_id:
-                return runner
-        plan = self.plan.windows[window_id]
-        emit = _DirectRoute(self._build(plan.next_segment)).send
-        kind = RangeWindowRunner if isinstance(plan.spec, RangeWindows) else CountWindowRunner
-        runner = kind(plan, self.states[plan.state], emit, self.clock, self.dead_letters)
-        self.windows.append(runner)
-        return runner
-
-    def _build(self, seg_id: int) -> SegmentRunner:
-        built = self.segments.get(seg_id)
-        if built is not None:
-            return built
-        seg = next(s for s in self.plan.segments if s.id == seg_id)
-        route: Route | None = None
-        if isinstance(seg.target, Exchange):
-            route = _DirectRoute(self._build(seg.target.segment))
-        elif isinstance(seg.target, ToWindow):
-            route = self._window(seg.target.window)
-        args = (seg, self.plan, self.states, self.sinks, route, self.dead_letters, self.clock)
-        if self.metrics:
-            e2e = LatencyHistogram() if seg.source is not None else None
-            runner: SegmentRunner = TimedSegmentRunner(
-                *args, latency=LatencyHistogram(), end_to_end=e2e
-            )
-        else:
-            runner = SegmentRunner(*args)
-        self.segments[seg_id] = runner
-        return runner
+        wired = wire(
+            plan,
+            sinks,
+            placement,
+            dead_letters=self.dead_letters,
+            clock=clock or SystemClock(),
+            metrics=metrics,
+        )
+        self.clock: Clock = wired.clock
+        self.states: dict[str, StateStore] = wired.states
+        self.sinks: list[SinkRunner] = wired.sinks
+        self.segments: dict[int, SegmentRunner] = wired.segments
+        self.windows: list[WindowRunner] = wired.windows
 
     def source_runner(self, source: int) -> SegmentRunner:
         """The runner of a source's first segment (call its ``run`` to push a batch)."""

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from wallaroo.engine.clock import Clock
 from wallaroo.engine.deadletter import DeadLetterLog
 from wallaroo.engine.fuse import FusedSegment, LineInfo, fuse
+from wallaroo.engine.histogram import HistogramSnapshot, LatencyHistogram
 from wallaroo.engine.state import StateStore
 from wallaroo.errors import StreamDecoderError, UserCodeError
-from wallaroo.metrics.histogram import HistogramSnapshot, LatencyHistogram
 from wallaroo.plan.physical import (
     DecodeOp,
     Exchange,

@@ -11,7 +11,6 @@ A lost connection surfaces as :class:`LinkLostError`, whatever the socket said.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import selectors
@@ -29,6 +28,7 @@ from wallaroo.protocol.events import (
     RestartRequested,
 )
 from wallaroo.protocol.frames import NONE_SEEN, SOURCE_VERSION
+from wallaroo.protocol.stream_registry import stream_id_for
 
 __all__ = ["ClientLink", "Held", "LinkLostError", "connect_stream", "stream_id_for"]
 
@@ -41,13 +41,6 @@ RECV_SIZE = 256 * 1024
 
 class LinkLostError(UnexpectedSocketError):
     """The connection to the worker is gone (closed, reset, or never completed its handshake)."""
-
-
-def stream_id_for(name: str | bytes) -> int:
-    """Return the stream id of the stream called ``name``: the first 8 bytes of its SHA-256,
-    big-endian. Stable across processes and restarts (a ``str`` is hashed as UTF-8)."""
-    data = name.encode("utf-8") if isinstance(name, str) else bytes(name)
-    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
 
 
 class ClientLink:

@@ -90,9 +90,4 @@ def load_sink_connector(
             "check --connector"
         )
     result: SinkConnectorConfig = config
-    pipelines = tuple(
-        p.name
-        for p in app.pipelines
-        if any(isinstance(s, SinkConnectorConfig) and s.name == connector_name for s in p.sinks)
-    )
-    return result, pipelines
+    return result, app.pipelines_into(connector_name)

@@ -1,6 +1,6 @@
 """Observability of a running worker: pull-based, read from every component's ``statistics()``.
 
-* :mod:`~wallaroo.metrics.histogram`: 65-bin power-of-two latency histograms (the engine
+* :mod:`~wallaroo.engine.histogram`: 65-bin power-of-two latency histograms (the engine
   records into them when it runs with ``metrics=True``).
 * :mod:`~wallaroo.metrics.collector`: samples the worker's statistics and derives rates and
   per-interval percentiles; :mod:`~wallaroo.metrics.report` shapes them as JSON.
@@ -9,5 +9,5 @@
 * :mod:`~wallaroo.metrics.http` and :mod:`~wallaroo.metrics.service`: the worker's HTTP
   endpoint (``--metrics-http``) with the dashboard in ``static/``.
 
-This file imports nothing, so that the engine can import the histogram module alone.
+The engine owns its histograms (:mod:`wallaroo.engine.histogram`); this package reads them.
 """

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wallaroo.engine.clock import Clock
-from wallaroo.metrics.histogram import BINS, HistogramSnapshot
+from wallaroo.engine.histogram import BINS, HistogramSnapshot
 from wallaroo.metrics.topology import Topology
 
 if TYPE_CHECKING:

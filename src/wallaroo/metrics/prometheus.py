@@ -8,12 +8,15 @@ then ``+Inf``. Metric names are listed in ``docs/metrics.md``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from wallaroo import __version__
+from wallaroo.engine.histogram import HistogramSnapshot, bin_upper_ns
 from wallaroo.metrics.collector import Sample
-from wallaroo.metrics.histogram import HistogramSnapshot, bin_upper_ns
 from wallaroo.metrics.topology import Topology
-from wallaroo.worker.checkpointing import CheckpointStatistics
+
+if TYPE_CHECKING:
+    from wallaroo.worker.checkpointing import CheckpointStatistics
 
 __all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "exposition"]
 

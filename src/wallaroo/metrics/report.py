@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wallaroo import __version__
+from wallaroo.engine.histogram import U64_MAX, HistogramSnapshot
 from wallaroo.metrics.collector import Sample
-from wallaroo.metrics.histogram import U64_MAX, HistogramSnapshot
 from wallaroo.metrics.topology import Topology
 
 __all__ = ["PERCENTILES", "document", "latency_summary", "point"]

@@ -154,3 +154,11 @@ class Application:
     def sink_connector(self, name: str) -> SinkConnectorConfig | None:
         """The sink connector called ``name``, or None."""
         return next((c for c in self.sink_connectors if c.name == name), None)
+
+    def pipelines_into(self, sink_connector: str) -> tuple[str, ...]:
+        """The names of the pipelines that write to the sink connector ``sink_connector``."""
+        return tuple(
+            p.name
+            for p in self.pipelines
+            if any(isinstance(s, SinkConnectorConfig) and s.name == sink_connector for s in p.sinks)
+        )

@@ -6,12 +6,21 @@ most one owner at a time, so two connectors can never feed the same logical stre
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Hashable
 from dataclasses import dataclass
 
 from wallaroo.protocol.frames import NONE_SEEN
 
-__all__ = ["RegistryStatistics", "StreamRegistry"]
+__all__ = ["RegistryStatistics", "StreamRegistry", "stream_id_for"]
+
+
+def stream_id_for(name: str | bytes) -> int:
+    """Return the stream id of the stream called ``name``: the first 8 bytes of its SHA-256,
+    big-endian. Stable across processes and restarts (a ``str`` is hashed as UTF-8). Connector
+    clients name their streams with it, and the worker's Kafka source its partitions."""
+    data = name.encode("utf-8") if isinstance(name, str) else bytes(name)
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,10 @@ class Channel:
         blocking: wait when ``window`` calls are in flight (else queue).
         window: calls in flight at most.
         batch: messages per call at most.
+
+    Attributes:
+        on_buffered: called when messages start waiting in an empty buffer (a source actor
+            schedules its flush with it); None by default.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class Channel:
         self.calls = 0
         self.messages = 0
         self.waits = 0
+        self.on_buffered: Callable[[], None] | None = None
 
     @property
     def buffered(self) -> int:
@@ -131,6 +136,8 @@ class Channel:
                     last[4].extend(times)
                 self._grow(len(values))
                 return
+        elif self.on_buffered is not None:
+            self.on_buffered()
         items.append(
             [
                 DATA,

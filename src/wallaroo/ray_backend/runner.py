@@ -14,7 +14,6 @@ import sys
 import threading
 from typing import Any
 
-from wallaroo.cli.worker_flags import WorkerFlags
 from wallaroo.errors import CheckpointError, ConfigurationError, WallarooParameterError
 from wallaroo.loader import load_application
 from wallaroo.plan.compiler import compile_application
@@ -23,6 +22,7 @@ from wallaroo.ray_backend.control import ControlServer
 from wallaroo.ray_backend.coordinator import Coordinator
 from wallaroo.ray_backend.records import CoordinatorOptions
 from wallaroo.ray_backend.topology import AppSpec, PlanGraph
+from wallaroo.worker.flags import WorkerFlags
 
 __all__ = ["run"]
 

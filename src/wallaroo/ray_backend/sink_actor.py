@@ -23,11 +23,7 @@ import logging
 import time
 from typing import Any
 
-from wallaroo.configs import SinkConnectorConfig, TCPSinkConfig
 from wallaroo.engine.deadletter import DeadLetterLog
-from wallaroo.errors import ConfigurationError
-from wallaroo.kafka import CustomKafkaSinkCLIParser, DefaultKafkaSinkCLIParser
-from wallaroo.protocol.sink_session import WorkerSinkSession
 from wallaroo.ray_backend._ray import actor_info
 from wallaroo.ray_backend.aligner import BarrierAligner
 from wallaroo.ray_backend.channels import DATA
@@ -36,10 +32,8 @@ from wallaroo.ray_backend.source_actor import deadletter_path
 from wallaroo.ray_backend.topology import AppSpec
 from wallaroo.worker.checkpointing import VOTE_TIMEOUT
 from wallaroo.worker.connector_sink import ConnectorSinkOutput
-from wallaroo.worker.egress import SinkOutput, TCPSinkOutput
 from wallaroo.worker.flow import Gate
-from wallaroo.worker.kafka_sink import KafkaSinkOutput
-from wallaroo.worker.runtime import MAX_FRAME_SIZE
+from wallaroo.worker.kinds import Host, Output, sink_kind
 
 __all__ = ["WRITE_WAIT", "SinkActor"]
 
@@ -69,44 +63,31 @@ class SinkActor:
         self.aligner = BarrierAligner(inputs)
         self.loop = LoopThread(f"sink {self.sink.name}")
         self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.sink{index}", log=log)
-        self.output: SinkOutput | KafkaSinkOutput = self.loop.call(self._output)
+        self.output: Output = self.loop.call(self._output)
         if restore is not None and isinstance(self.output, ConnectorSinkOutput):
             self.loop.call(self.output.restore, int(restore["offset"]), restore["txn"])
         self._votes: dict[int, tuple[bool, dict[str, Any] | None]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._voting: dict[int, asyncio.Task[None]] = {}
         self.messages = 0
 
-    def _output(self) -> SinkOutput | KafkaSinkOutput:
+    def _output(self) -> Output:
         self.gate = Gate()
-        name, config, spec = self.sink.name, self.sink.config, self.spec
-        if isinstance(config, SinkConnectorConfig):
-            session = WorkerSinkSession(
-                app_name=self.plan.app_name,
-                worker_name=spec.name,
-                sink_id=self.sink.index,
-                cookie=config.cookie,
-                max_frame_size=MAX_FRAME_SIZE,
-            )
-            return ConnectorSinkOutput(
-                name, config.host, config.port, self.gate, log, session, resilient=spec.resilient
-            )
-        if isinstance(config, TCPSinkConfig):
-            return TCPSinkOutput(name, config.host, config.port, self.gate, log)
-        if isinstance(config, DefaultKafkaSinkCLIParser):
-            config = config.resolve(list(spec.app_args))
-        if isinstance(config, CustomKafkaSinkCLIParser):
-            return KafkaSinkOutput(name, config, self.gate, log, self.dead)
-        raise ConfigurationError(
-            f"the Ray backend cannot run sink '{name}' ({type(config).__name__})"
+        spec = self.spec
+        host = Host(
+            app_name=self.plan.app_name,
+            worker_name=spec.name,
+            app_args=tuple(spec.app_args),
+            gate=self.gate,
+            log=log,
+            dead_letters=self.dead,
+            resilient=spec.resilient,
+            backend="the Ray backend",
         )
+        return sink_kind(self.sink, host.backend).output(self.sink, host)
 
     def start(self) -> str:
         """Start connecting (and reconnecting) to the sink's peer."""
-
-        def run() -> None:
-            self._task = asyncio.get_running_loop().create_task(self.output.run())
-
-        self.loop.call(run)
+        self.loop.call(self.loop.background, [(f"sink {self.sink.name}", self.output.run())])
         return self.sink.name
 
     # -- data ---------------------------------------------------------------------------------
@@ -141,7 +122,20 @@ class SinkActor:
             ok = await output.prepare(checkpoint_id, VOTE_TIMEOUT)
             self._votes[checkpoint_id] = (ok, entry)
 
-        asyncio.get_running_loop().create_task(vote())
+        def voted(task: asyncio.Task[None]) -> None:
+            self._voting.pop(checkpoint_id, None)
+            if task.cancelled() or task.exception() is not None:
+                log.error(
+                    "sink '%s' could not vote on checkpoint %d",
+                    self.sink.name,
+                    checkpoint_id,
+                    exc_info=None if task.cancelled() else task.exception(),
+                )
+                self._votes[checkpoint_id] = (False, entry)  # the coordinator aborts at once
+
+        task = asyncio.get_running_loop().create_task(vote(), name=f"vote {checkpoint_id}")
+        self._voting[checkpoint_id] = task  # held until it is done: its error is the vote
+        task.add_done_callback(voted)
 
     def vote(self, checkpoint_id: int) -> tuple[bool, dict[str, Any] | None] | None:
         """The sink's vote on ``checkpoint_id`` and its checkpoint entry (``offset``,
@@ -163,7 +157,9 @@ class SinkActor:
         return self.loop.run(self.output.drain(timeout))
 
     def stop(self) -> None:
+        """Close the connection (the last call)."""
         self.loop.call(self.output.stop)
+        self.loop.run(self.loop.end_background())
         self.dead.close()
 
     def info(self) -> dict[str, Any]:
@@ -171,9 +167,11 @@ class SinkActor:
         return actor_info(f"sink{self.sink.index}")
 
     def ping(self) -> str:
+        """This actor's name (a liveness check)."""
         return f"sink {self.sink.index}"
 
     def statistics(self) -> dict[str, Any]:
+        """The sink's counters."""
         return {
             "sink": self.sink.name,
             "messages": self.messages,

@@ -17,31 +17,24 @@ before it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wallaroo.configs import GenSourceConfig, SourceConnectorConfig, TCPSourceConfig
 from wallaroo.engine.deadletter import DEFAULT_FILENAME, DeadLetterLog
 from wallaroo.engine.local import LocalEngine
-from wallaroo.engine.segment import SegmentRunner
-from wallaroo.errors import ConfigurationError
-from wallaroo.kafka import CustomKafkaSourceCLIParser, DefaultKafkaSourceCLIParser
-from wallaroo.plan.physical import Exchange
+from wallaroo.engine.wiring import Placement
 from wallaroo.ray_backend._ray import RayTransport, actor_info, submitter
 from wallaroo.ray_backend.channels import Channel, KeyedRoute, SinkChannelPort
 from wallaroo.ray_backend.loop import LoopThread
 from wallaroo.ray_backend.slots import SlotMap
 from wallaroo.ray_backend.topology import AppSpec, PlanGraph, source_name
+from wallaroo.worker.checkpointing import ReplayableSource
 from wallaroo.worker.flow import Gate
 from wallaroo.worker.generator import GeneratorSource
-from wallaroo.worker.ingress import ConnectorSourceListener, TCPSourceListener
-from wallaroo.worker.kafka import KafkaSource
-from wallaroo.worker.runtime import MAX_FRAME_SIZE
+from wallaroo.worker.kinds import Host, Ingress, source_kind
 
 __all__ = ["LINGER", "SourceActor", "deadletter_path"]
 
@@ -54,24 +47,6 @@ log = logging.getLogger("wallaroo.ray")
 def deadletter_path(spec: AppSpec) -> Path:
     base = spec.resilience_dir or os.path.join(spec.cwd, "wallaroo-deadletter")
     return Path(base) / DEFAULT_FILENAME
-
-
-class _FlushingRunner(SegmentRunner):
-    """The source segment's runner: after each batch, make sure its output leaves soon."""
-
-    actor: SourceActor
-
-    def run(
-        self,
-        values: list[Any],
-        keys: list[Any] | None = None,
-        *,
-        times: list[int] | None = None,
-        stream_id: int | None = None,
-        message_ids: Sequence[int] | None = None,
-    ) -> None:
-        super().run(values, keys, times=times, stream_id=stream_id, message_ids=message_ids)
-        self.actor.output_waiting()
 
 
 class SourceActor:
@@ -102,9 +77,8 @@ class SourceActor:
         self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.{self.name}", log=log)
         self.dead.serialize = self.loaded.serialize
         self.channels: list[Channel] = []
-        self.ingress: Any = None
+        self.ingress: Ingress | None = None
         self._flush_scheduled = False
-        self.tasks: list[asyncio.Task[Any]] = []
 
     # -- set-up ---------------------------------------------------------------------------------
     def wire(self, workers: list[Any], sinks: list[Any]) -> None:
@@ -123,70 +97,57 @@ class SourceActor:
             for j, s in enumerate(sinks)
         ]
         self.channels = worker_channels + sink_channels
-        ports = [SinkChannelPort(c) for c in sink_channels]
-        engine = LocalEngine(self.plan, ports, dead_letters=self.dead)
+        for channel in self.channels:
+            channel.on_buffered = self.output_waiting
         seg = self.graph.segment[self.source.segment]
-        route = (
-            KeyedRoute(seg.target.segment, self.slots, worker_channels, None)
-            if isinstance(seg.target, Exchange)
-            else None
+        self.engine = LocalEngine(
+            self.plan,
+            [SinkChannelPort(c) for c in sink_channels],
+            placement=Placement(
+                segments=[seg.id],
+                key_groups=(),
+                route=lambda target: KeyedRoute(target, self.slots, worker_channels, None),
+            ),
+            dead_letters=self.dead,
+            metrics=self.spec.metrics,
         )
-        runner = _FlushingRunner(
-            seg, self.plan, engine.states, engine.sinks, route, self.dead, engine.clock
-        )
-        runner.actor = self
-        engine.segments[seg.id] = runner
-        self.engine = engine
         self.edges: list[tuple[Channel, int]] = []
         for kind, dest, segment in self.graph.segment_edges(seg, self.slots.workers, None):
             channel = worker_channels[dest] if kind == "w" else sink_channels[dest]
             self.edges.append((channel, segment))
         self.gate = Gate()
-        self.ingress = self._ingress(engine)
+        self.ingress = self._ingress(self.engine)
         self._restore()
 
-    def _ingress(self, engine: LocalEngine) -> Any:
-        config, plan, spec = self.source.config, self.source, self.spec
-        args = (plan, engine, self.gate, log)
-        if isinstance(config, SourceConnectorConfig):
-            return ConnectorSourceListener(*args, MAX_FRAME_SIZE, resilient=spec.resilient)
-        if isinstance(config, TCPSourceConfig):
-            return TCPSourceListener(*args, MAX_FRAME_SIZE)
-        if isinstance(config, GenSourceConfig):
-            return GeneratorSource(*args)
-        if isinstance(config, DefaultKafkaSourceCLIParser | CustomKafkaSourceCLIParser):
-            resolved = (
-                config.resolve(list(spec.app_args))
-                if isinstance(config, DefaultKafkaSourceCLIParser)
-                else config
-            )
-            return KafkaSource(
-                plan,
-                resolved,
-                engine,
-                self.gate,
-                log,
-                group_id=f"wallaroo-{self.plan.app_name}-{plan.name}",
-                drain=lambda timeout: _in_loop(self.drain, timeout),
-                resilient=spec.resilient,
-            )
-        raise ConfigurationError(
-            f"the Ray backend cannot run source '{plan.name}' ({type(config).__name__})"
+    def _ingress(self, engine: LocalEngine) -> Ingress:
+        spec = self.spec
+        host = Host(
+            app_name=self.plan.app_name,
+            worker_name=f"{spec.name}.{self.name}",
+            app_args=tuple(spec.app_args),
+            gate=self.gate,
+            log=log,
+            dead_letters=self.dead,
+            resilient=spec.resilient,
+            drain=lambda timeout: _in_loop(self.drain, timeout),
+            backend="the Ray backend",
         )
+        return source_kind(self.source, host.backend).ingress(self.source, engine, host)
 
     def _restore(self) -> None:
         entry = self.restore_entry
-        if isinstance(self.ingress, GeneratorSource):
+        ingress: object = self.ingress
+        if isinstance(ingress, GeneratorSource):
             gen = entry.get("generator")
             if gen is not None:
                 value = gen["next"]
                 decoded = (
                     None if value is None else self.loaded.deserialize(base64.b64decode(value))
                 )
-                self.ingress.restore(bool(gen["started"]), decoded)
-        elif "positions" in entry:
+                ingress.restore(bool(gen["started"]), decoded)
+        elif "positions" in entry and isinstance(ingress, ReplayableSource):
             positions = {int(k): int(v) for k, v in entry["positions"].items()}
-            self.ingress.restore(positions)
+            ingress.restore(positions)
 
     def start(self, retry: float) -> str:
         """Start listening (or generating); return ``host:port`` or the source's name.
@@ -202,7 +163,8 @@ class SourceActor:
 
     # -- data ---------------------------------------------------------------------------------
     def output_waiting(self) -> None:
-        """Called (in the loop) after each batch: send partial batches in ``LINGER``."""
+        """Called (in the loop) when a channel starts buffering: send partial batches in
+        ``LINGER``."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.loop.call_later(LINGER, self._flush)
@@ -224,7 +186,7 @@ class SourceActor:
 
     def _barrier(self, checkpoint_id: int) -> dict[str, Any]:
         entry: dict[str, Any] = {}
-        ingress = self.ingress
+        ingress: object = self.ingress
         if isinstance(ingress, GeneratorSource):
             started, value = ingress.position()
             encoded = (
@@ -233,7 +195,7 @@ class SourceActor:
                 else base64.b64encode(self.loaded.serialize(value)).decode("ascii")
             )
             entry["generator"] = {"started": started, "next": encoded}
-        elif isinstance(ingress, ConnectorSourceListener | KafkaSource):
+        elif isinstance(ingress, ReplayableSource):
             entry["positions"] = {str(k): v for k, v in ingress.positions().items()}
         for channel, segment in self.edges:
             channel.barrier(segment, checkpoint_id)
@@ -242,9 +204,10 @@ class SourceActor:
 
     def committed(self, entry: dict[str, Any]) -> None:
         """The checkpoint holding ``entry`` is durable: acknowledge its positions."""
-        if "positions" in entry and isinstance(self.ingress, ConnectorSourceListener | KafkaSource):
+        ingress: object = self.ingress
+        if "positions" in entry and isinstance(ingress, ReplayableSource):
             positions = {int(k): int(v) for k, v in entry["positions"].items()}
-            self.loop.call(self.ingress.committed, positions)
+            self.loop.call(ingress.committed, positions)
 
     def pause(self) -> None:
         """Stop reading input (before a scale checkpoint)."""
@@ -259,13 +222,18 @@ class SourceActor:
         return actor_info(self.name)
 
     def ping(self) -> str:
+        """This actor's name (a liveness check)."""
         return self.name
 
     def statistics(self) -> dict[str, Any]:
+        """The source's counters, its engine's (latency histograms included) and its
+        channels'."""
+
         def collect() -> dict[str, Any]:
             return {
                 "source": self.source.name,
                 "ingress": self.ingress.statistics() if self.ingress is not None else None,
+                "engine": self.engine.statistics(),
                 "dead_letters": self.dead.total,
                 "channels": [
                     (c.name, c.calls, c.messages, c.waits, c.in_flight, c.broken)
@@ -286,43 +254,18 @@ async def _in_loop(fn: Any, *args: Any) -> Any:
 
 async def _start(actor: SourceActor, retry: float) -> str:
     ingress = actor.ingress
-    where = actor.source.name
-    if isinstance(ingress, ConnectorSourceListener | TCPSourceListener):
-        config = actor.source.config
-        host, port = await _listen(actor, ingress, config.host, config.port, retry)
-        where = f"{host}:{port}"
-        log.info("%s '%s' listening on %s", ingress.kind, actor.source.name, where)
-        if isinstance(ingress, ConnectorSourceListener):
-            actor.tasks.append(asyncio.create_task(ingress.ack_timer()))
-    elif isinstance(ingress, GeneratorSource | KafkaSource):
-        actor.tasks.append(asyncio.create_task(ingress.run()))
+    assert ingress is not None, "wire() comes first"
+    where = await ingress.open(retry)
+    actor.loop.background(ingress.background())
     return where
 
 
-async def _listen(
-    actor: SourceActor, ingress: Any, host: str, port: int, retry: float
-) -> tuple[str, int]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + retry
-    while True:
-        try:
-            address: tuple[str, int] = await ingress.start(host, port)
-        except OSError as exc:
-            if loop.time() >= deadline:
-                raise ConfigurationError(
-                    f"{ingress.kind} '{actor.source.name}' cannot listen on "
-                    f"{host}:{port}: {exc.strerror or exc}"
-                ) from exc
-            await asyncio.sleep(0.1)
-            continue
-        return address
-
-
 async def _stop(actor: SourceActor, timeout: float) -> bool:
-    for task in actor.tasks:
-        task.cancel()
-    if isinstance(actor.ingress, ConnectorSourceListener | TCPSourceListener):
+    await actor.loop.end_background()
+    if actor.ingress is not None:
         await actor.ingress.stop()
     drained = actor.drain(timeout)
+    if actor.ingress is not None:
+        await actor.ingress.finish(commit=drained)
     actor.dead.close()
     return drained

@@ -71,6 +71,7 @@ class AppSpec:
         resilient: ``--run-with-resilience``.
         key_groups: number of key groups.
         log_level: the logging level name for actor processes.
+        metrics: the engines record latency histograms (``--metrics-http`` or ``--metrics``).
     """
 
     module: str
@@ -84,6 +85,7 @@ class AppSpec:
     resilient: bool = False
     key_groups: int = DEFAULT_KEY_GROUPS
     log_level: str = "INFO"
+    metrics: bool = False
 
     @classmethod
     def here(
@@ -96,6 +98,7 @@ class AppSpec:
         resilience_dir: str | None,
         resilient: bool,
         key_groups: int = DEFAULT_KEY_GROUPS,
+        metrics: bool = False,
     ) -> AppSpec:
         """A spec carrying this process's path, directory, environment and log level."""
         env = tuple((k, v) for k, v in os.environ.items() if not k.startswith("RAY_"))
@@ -111,6 +114,7 @@ class AppSpec:
             resilient=resilient,
             key_groups=key_groups,
             log_level=os.environ.get("WALLAROO_LOG_LEVEL", "INFO").upper(),
+            metrics=metrics,
         )
 
     def load(self) -> tuple[LoadedApplication, PhysicalPlan]:

@@ -32,7 +32,7 @@ class WorkerActor:
             log=logging.getLogger("wallaroo.ray"),
         )
         dead.serialize = loaded.serialize
-        self.core = WorkerCore(loaded, plan, index, slots, dead)
+        self.core = WorkerCore(loaded, plan, index, slots, dead, metrics=spec.metrics)
         self.started = time.perf_counter()
         self.busy_s = 0.0  # time spent in deliver()
         self.calls = 0

@@ -18,11 +18,11 @@ from typing import Any
 
 from wallaroo.engine.clock import Clock, SystemClock
 from wallaroo.engine.deadletter import DeadLetterLog
-from wallaroo.engine.segment import Route, SegmentRunner, SinkRunner
+from wallaroo.engine.segment import SegmentRunner
 from wallaroo.engine.state import StateStore
-from wallaroo.engine.windows import CountWindowRunner, RangeWindowRunner, WindowState
+from wallaroo.engine.wiring import Placement, WindowRunner, build_states, wire
 from wallaroo.loader import LoadedApplication
-from wallaroo.plan.physical import Exchange, PhysicalPlan, ToSinks, ToWindow
+from wallaroo.plan.physical import PhysicalPlan
 from wallaroo.ray_backend.aligner import BarrierAligner
 from wallaroo.ray_backend.channels import (
     DATA,
@@ -34,7 +34,6 @@ from wallaroo.ray_backend.channels import (
 from wallaroo.ray_backend.slots import SlotMap
 from wallaroo.ray_backend.topology import Edge, PlanGraph, worker_name
 from wallaroo.resilience.state_codec import decode_group, encode_group
-from wallaroo.windows import RangeWindows
 
 __all__ = ["WorkerCore"]
 
@@ -52,6 +51,8 @@ class WorkerCore:
         slots: the slot map.
         dead: the dead-letter log.
         clock: the engine's clock.
+        metrics: record the engine's latency histograms (see
+            :class:`~wallaroo.engine.segment.TimedSegmentRunner`).
     """
 
     def __init__(
@@ -62,8 +63,11 @@ class WorkerCore:
         slots: SlotMap,
         dead: DeadLetterLog,
         clock: Clock | None = None,
+        *,
+        metrics: bool = False,
     ) -> None:
         self.loaded = loaded
+        self.metrics = metrics
         self.plan = plan
         self.me = me
         self.name = worker_name(me)
@@ -72,17 +76,7 @@ class WorkerCore:
         self.graph = PlanGraph(plan)
         self.dead = dead
         self.clock: Clock = clock or SystemClock()
-        self.states: dict[str, StateStore] = {
-            s.name: StateStore(s.name, s.factory, plan.key_groups, s.initial_keys)
-            for s in plan.states
-        }
-        for window in plan.windows:
-            self.states[window.state] = StateStore(window.state, WindowState, plan.key_groups)
-        owned = set(self.owned)
-        for store in self.states.values():
-            for group in range(plan.key_groups):
-                if group not in owned:
-                    store.drop_group(group)
+        self.states: dict[str, StateStore] = build_states(plan, self.owned)
         workers = slots.workers
         self.aligners = [
             BarrierAligner(self.graph.stage_inputs(i, workers, me))
@@ -97,7 +91,7 @@ class WorkerCore:
         self._edges_left: dict[int, dict[Edge, set[int]]] = {}
         self._failed: dict[int, str] = {}
         self.runners: dict[int, SegmentRunner] = {}
-        self.windows: list[RangeWindowRunner | CountWindowRunner] = []
+        self.windows: list[WindowRunner] = []
         self.worker_channels: list[Channel] = []
         self.sink_channels: list[Channel] = []
 
@@ -115,37 +109,24 @@ class WorkerCore:
             Channel(f"{self.name}->sink {j}", submit, transport, blocking=True)
             for j, submit in enumerate(sinks)
         ]
-        owner: dict[int, str] = {}
-        for seg in self.plan.segments:
-            if isinstance(seg.target, ToSinks):
-                for i in seg.target.sinks:
-                    owner.setdefault(i, seg.pipeline)
-        sink_runners = [
-            SinkRunner(p, SinkChannelPort(self.sink_channels[p.index]), self.dead, owner[p.index])
-            if p.index in owner
-            else SinkRunner(p, SinkChannelPort(self.sink_channels[p.index]), self.dead, "")
-            for p in self.plan.sinks
-        ]
-        for seg in self.graph.keyed:
-            route: Route | None = None
-            if isinstance(seg.target, Exchange):
-                route = self._route(seg.target.segment)
-            elif isinstance(seg.target, ToWindow):
-                route = self._window(seg.target.window)
-            self.runners[seg.id] = SegmentRunner(
-                seg, self.plan, self.states, sink_runners, route, self.dead, self.clock
-            )
+        wired = wire(
+            self.plan,
+            [SinkChannelPort(c) for c in self.sink_channels],
+            Placement(
+                segments=[seg.id for seg in self.graph.keyed],
+                key_groups=self.owned,
+                route=self._route,
+            ),
+            dead_letters=self.dead,
+            clock=self.clock,
+            metrics=self.metrics,
+            states=self.states,
+        )
+        self.runners = wired.segments
+        self.windows = wired.windows
 
     def _route(self, segment: int) -> KeyedRoute:
         return KeyedRoute(segment, self.slots, self.worker_channels, self._local, self.me)
-
-    def _window(self, index: int) -> RangeWindowRunner | CountWindowRunner:
-        plan = self.plan.windows[index]
-        emit = self._route(plan.next_segment).send
-        kind = RangeWindowRunner if isinstance(plan.spec, RangeWindows) else CountWindowRunner
-        runner = kind(plan, self.states[plan.state], emit, self.clock, self.dead)
-        self.windows.append(runner)
-        return runner
 
     def _local(self, segment: int, values: list[Any], keys: list[Any], times: Any) -> None:
         self._work.append((self.name, [DATA, segment, values, keys, times]))

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wallaroo.configs import GenSourceConfig, SinkConnectorConfig, SourceConnectorConfig
 from wallaroo.decorators import to_bytes
 from wallaroo.engine.clock import Clock
 from wallaroo.engine.deadletter import DeadLetter, DeadLetterLog
@@ -24,6 +23,7 @@ from wallaroo.errors import CheckpointError
 from wallaroo.loader import load_application
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import DEFAULT_KEY_GROUPS, PhysicalPlan, SourcePlan
+from wallaroo.worker.kinds import sink_kind, source_kind
 
 if TYPE_CHECKING:
     from wallaroo.worker.checkpointing import Checkpointer
@@ -40,6 +40,7 @@ class ListSink:
         self.payloads: list[bytes] = []
 
     def write(self, payloads: list[bytes]) -> None:
+        """Keep ``payloads``."""
         self.payloads.extend(payloads)
 
 
@@ -65,10 +66,11 @@ class RunResult:
     def decoded(self, sink: str) -> list[Any]:
         """A connector sink's outputs decoded with its decoder, as ``SinkConnector.read()``
         would return them."""
-        config = self.plan.sink(sink).config
-        if not isinstance(config, SinkConnectorConfig):
+        plan = self.plan.sink(sink)
+        decode = sink_kind(plan).decoder(plan.config)
+        if decode is None:
             raise ValueError(f"sink {sink!r} is not a connector sink; it has no decoder")
-        return [config.decoder.decode(p) for p in self.outputs[sink]]
+        return [decode(p) for p in self.outputs[sink]]
 
     def output(self) -> list[bytes]:
         """The outputs of the application's only sink."""
@@ -203,20 +205,18 @@ class Harness:
         return self.checkpointer(directory).recover()
 
     def _encoder(self, plan: SourcePlan) -> Any:
-        if isinstance(plan.config, SourceConnectorConfig):
-            return plan.config.encoder.encode
-        return None
+        return source_kind(plan).encoder(plan.config)
 
     def generate(self, source: str | int, limit: int, *, batch_size: int = 1024) -> int:
         """Run a generator source until it returns ``None`` or gave ``limit`` values; return how
         many it gave. Each batch of ``batch_size`` gets one ingest time from the clock."""
         plan = self._source(source)
-        if not isinstance(plan.config, GenSourceConfig):
+        if _generator(plan) is None:
             raise ValueError(f"source {plan.name!r} is not a generator source")
         return sum(len(b) for b in self._generated(plan, limit, batch_size))
 
     def _generated(self, plan: SourcePlan, limit: int, batch_size: int) -> Iterator[list[Any]]:
-        gen = plan.config.generator
+        gen = _generator(plan)
         value = gen.initial_value()
         produced = 0
         batch: list[Any] = []
@@ -233,6 +233,7 @@ class Harness:
             yield batch
 
     def result(self) -> RunResult:
+        """What the application produced so far, with its state and counters."""
         outputs = {
             p.name: list(s.payloads) for p, s in zip(self.plan.sinks, self.sinks, strict=True)
         }
@@ -244,6 +245,11 @@ class Harness:
             states,
             self.plan,
         )
+
+
+def _generator(plan: SourcePlan) -> Any:
+    """The generator of a generator source, or None."""
+    return source_kind(plan).generator(plan.config)
 
 
 def run(
@@ -272,18 +278,18 @@ def run(
     feeds: list[tuple[SourcePlan, Iterator[Any]]] = []
     for name, items in inputs.items():
         plan = harness._source(name)
-        if isinstance(plan.config, GenSourceConfig):
+        if _generator(plan) is not None:
             raise ValueError(f"source {name!r} is a generator source; it takes no inputs")
         feeds.append((plan, iter(items)))
     feeds.extend(
         (plan, iter(harness._generated(plan, gen_limit, batch_size)))
         for plan in harness.plan.sources
-        if isinstance(plan.config, GenSourceConfig)
+        if _generator(plan) is not None
     )
     while feeds:
         remaining = []
         for plan, it in feeds:
-            if isinstance(plan.config, GenSourceConfig):
+            if _generator(plan) is not None:
                 if next(it, None) is not None:
                     remaining.append((plan, it))
                 continue

@@ -27,7 +27,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from wallaroo.engine.keys import HASH_FUNCTION
 from wallaroo.engine.local import LocalEngine
@@ -57,6 +57,7 @@ def crash_point_from_env() -> tuple[str, int] | None:
     return point, int(count)
 
 
+@runtime_checkable
 class ReplayableSource(Protocol):
     """A source whose position a checkpoint records (connector listeners, built-in Kafka).
 

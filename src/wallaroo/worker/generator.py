@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from wallaroo.configs import GenSourceConfig
@@ -26,12 +26,12 @@ _UNSTARTED = object()
 class GeneratorSource:
     """Runs a generator in batches, respecting backpressure."""
 
+    kind = "generator source"
+
     def __init__(
         self, plan: SourcePlan, engine: LocalEngine, gate: Gate, log: logging.Logger
     ) -> None:
-        config = plan.config
-        if not isinstance(config, GenSourceConfig):
-            raise TypeError(f"source {plan.name!r} is not a generator source")
+        config: GenSourceConfig = plan.config
         self.plan = plan
         self.generator = config.generator
         self.process = engine.source_runner(plan.index).run
@@ -44,6 +44,7 @@ class GeneratorSource:
 
     @property
     def finished(self) -> bool:
+        """True once the generator returned None."""
         return self._next is None
 
     def position(self) -> tuple[bool, Any]:
@@ -56,7 +57,22 @@ class GeneratorSource:
         self._next = next_value if started else _UNSTARTED
         self._wake.set()
 
+    async def open(self, retry: float = 0.0) -> str:
+        """Nothing to bind: a generator starts with :meth:`background`."""
+        return self.plan.name
+
+    def background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """The generator's loop (:meth:`run`)."""
+        return [(f"generator {self.plan.name}", self.run())]
+
+    async def stop(self) -> None:
+        """Nothing to close: the owner cancels :meth:`run`."""
+
+    async def finish(self, *, commit: bool) -> None:
+        """Nothing to commit: the position is in the checkpoints."""
+
     async def run(self) -> None:
+        """Emit batches until the generator ends, then wait for a :meth:`restore`."""
         logged_end = False
         while True:
             if self._next is _UNSTARTED:
@@ -96,6 +112,7 @@ class GeneratorSource:
             return None
 
     def statistics(self) -> IngressStatistics:
+        """The source's counters."""
         return IngressStatistics(
             self.plan.name, "generator source", "", 0, 0, self.messages, self.errors
         )

@@ -14,14 +14,14 @@ import abc
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
 
 from wallaroo.configs import SourceConnectorConfig, TCPSourceConfig
 from wallaroo.decorators import Decoder
 from wallaroo.engine.local import LocalEngine
-from wallaroo.errors import FrameError
+from wallaroo.errors import ConfigurationError, FrameError
 from wallaroo.logsummary import clip
 from wallaroo.plan.physical import SourcePlan
 from wallaroo.protocol.events import (
@@ -87,11 +87,47 @@ class _Listener(abc.ABC):
         """A protocol object for one new connection."""
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on ``host:port`` (port 0: a free one); return the address bound.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self._protocol, host, port, reuse_address=True)
         sock = self.server.sockets[0]
         self.address = sock.getsockname()[:2]
         return self.address
+
+    async def open(self, retry: float = 0.0) -> str:
+        """Listen on the config's address, trying for ``retry`` seconds while it is taken (a
+        previous incarnation may hold it for a moment); log and return ``host:port``.
+
+        Raises:
+            ConfigurationError: the address cannot be bound (or stayed taken).
+        """
+        config = self.plan.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retry
+        while True:
+            try:
+                host, port = await self.start(config.host, config.port)
+            except OSError as exc:
+                if loop.time() < deadline:
+                    await asyncio.sleep(0.1)
+                    continue
+                raise ConfigurationError(
+                    f"{self.kind} '{self.plan.name}' cannot listen on "
+                    f"{config.host}:{config.port}: {exc.strerror or exc}"
+                ) from exc
+            self.log.info("%s '%s' listening on %s:%d", self.kind, self.plan.name, host, port)
+            return f"{host}:{port}"
+
+    def background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """Nothing runs beside a plain listener."""
+        return []
+
+    async def finish(self, *, commit: bool) -> None:  # noqa: B027 (a hook, empty by default)
+        """Nothing to do after the sinks drained."""
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -136,14 +172,15 @@ class ConnectorSourceListener(_Listener):
     ) -> None:
         super().__init__(plan, engine, gate, log, max_frame_size)
         self.resilient = resilient
-        config = plan.config
-        if not isinstance(config, SourceConnectorConfig):
-            raise TypeError(f"source {plan.name!r} is not a connector source")
-        self.config = config
+        self.config: SourceConnectorConfig = plan.config
         self.registry = StreamRegistry()
 
     def _protocol(self) -> asyncio.Protocol:
         return _ConnectorConnection(self)
+
+    def background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """The acknowledgement timer (:meth:`ack_timer`)."""
+        return [(f"acks {self.plan.name}", self.ack_timer())]
 
     async def ack_timer(self, interval: float = ACK_INTERVAL) -> None:
         """Acknowledge processed messages at least every ``interval`` seconds.
@@ -353,9 +390,7 @@ class TCPSourceListener(_Listener):
         max_frame_size: int,
     ) -> None:
         super().__init__(plan, engine, gate, log, max_frame_size)
-        config = plan.config
-        if not isinstance(config, TCPSourceConfig):
-            raise TypeError(f"source {plan.name!r} is not a TCP source")
+        config: TCPSourceConfig = plan.config
         decoder = config.decoder
         self.header_length = int(decoder.header_length())
         self.read_header: HeaderReader

@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from wallaroo.engine.local import LocalEngine
 from wallaroo.errors import ConfigurationError
-from wallaroo.experimental.client_link import stream_id_for
 from wallaroo.kafka import CustomKafkaSourceCLIParser
 from wallaroo.plan.physical import SourcePlan
+from wallaroo.protocol.stream_registry import stream_id_for
 from wallaroo.worker.flow import Gate
 from wallaroo.worker.ingress import IngressStatistics
 
@@ -144,6 +144,21 @@ class KafkaSource:
         self._next_commit = 0.0
         self.messages = 0
         self.errors = 0
+
+    async def open(self, retry: float = 0.0) -> str:
+        """Nothing to bind: the consumer is made by :meth:`run`."""
+        return self.plan.name
+
+    def background(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """The consumer's loop (:meth:`run`)."""
+        return [(f"kafka {self.plan.name}", self.run())]
+
+    async def stop(self) -> None:
+        """Nothing to close before the sinks drained: :meth:`finish` leaves the group."""
+
+    async def finish(self, *, commit: bool) -> None:
+        """:meth:`close`, once the sinks drained (``commit``: they handed everything on)."""
+        await self.close(commit=commit)
 
     async def run(self) -> None:
         """Assign the topic's partitions (waiting for the topic to exist), then feed the

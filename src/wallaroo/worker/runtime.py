@@ -13,52 +13,27 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from wallaroo.configs import (
-    GenSourceConfig,
-    SinkConnectorConfig,
-    SourceConnectorConfig,
-    TCPSinkConfig,
-    TCPSourceConfig,
-)
 from wallaroo.engine.clock import Clock
 from wallaroo.engine.deadletter import DEFAULT_FILENAME, DeadLetterLog
 from wallaroo.engine.local import EngineStatistics, LocalEngine
 from wallaroo.errors import ConfigurationError
-from wallaroo.kafka import (
-    CustomKafkaSinkCLIParser,
-    CustomKafkaSourceCLIParser,
-    DefaultKafkaSinkCLIParser,
-    DefaultKafkaSourceCLIParser,
-)
 from wallaroo.loader import LoadedApplication
 from wallaroo.metrics.service import MetricsService
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import DEFAULT_KEY_GROUPS
-from wallaroo.protocol.sink_session import WorkerSinkSession
+from wallaroo.protocol.frames import MAX_FRAME_SIZE
 from wallaroo.protocol.source_session import SourceSession, SourceSessionStatistics
 from wallaroo.resilience.store import CheckpointStore
-from wallaroo.worker.checkpointing import Checkpointer, CheckpointStatistics
+from wallaroo.worker.checkpointing import Checkpointer, CheckpointStatistics, ReplayableSource
 from wallaroo.worker.connector_sink import ConnectorSinkOutput
-from wallaroo.worker.egress import (
-    SinkOutput,
-    SinkOutputStatistics,
-    TCPSinkOutput,
-)
+from wallaroo.worker.egress import SinkOutputStatistics
 from wallaroo.worker.flow import Gate, GateStatistics
 from wallaroo.worker.generator import GeneratorSource
-from wallaroo.worker.ingress import (
-    ConnectorSourceListener,
-    IngressStatistics,
-    TCPSourceListener,
-)
-from wallaroo.worker.kafka import KafkaSource
-from wallaroo.worker.kafka_sink import KafkaSinkOutput
+from wallaroo.worker.ingress import ConnectorSourceListener, IngressStatistics, TCPSourceListener
+from wallaroo.worker.kinds import Host, Ingress, Output, sink_kind, source_kind
 
 __all__ = ["ConnectionStatistics", "Worker", "WorkerOptions", "WorkerStatistics"]
-
-MAX_FRAME_SIZE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +87,18 @@ class ConnectionStatistics:
 
 @dataclass(frozen=True, slots=True)
 class WorkerStatistics:
+    """A snapshot of a worker's counters: its engine, sources, sinks, gate and checkpoints.
+
+    Attributes:
+        name: the worker's name.
+        engine: the engine's counters and latency histograms.
+        sources: one record per source, in the application's order.
+        sinks: one record per sink, in the application's order.
+        gate: the backpressure gate.
+        checkpoints: the checkpointer's counters (None without resilience).
+        connections: one record per connector connected to a connector source.
+    """
+
     name: str
     engine: EngineStatistics
     sources: tuple[IngressStatistics, ...]
@@ -160,17 +147,26 @@ class Worker:
         dead = DeadLetterLog(self._deadletter_path(), worker=self.options.name, log=self.log)
         dead.serialize = loaded.serialize
         self._dead = dead
-        self.outputs: list[SinkOutput | KafkaSinkOutput] = [
-            self._output(p.index, p.name, p.config) for p in self.plan.sinks
-        ]
+        host = Host(
+            app_name=self.plan.app_name,
+            worker_name=self.options.name,
+            app_args=tuple(self.app_args),
+            gate=self.gate,
+            log=self.log,
+            dead_letters=dead,
+            max_frame_size=self.options.max_frame_size,
+            resilient=self.options.run_with_resilience,
+            drain=self._drain,
+        )
+        self.outputs: list[Output] = [sink_kind(p).output(p, host) for p in self.plan.sinks]
         self.engine = LocalEngine(
             self.plan, self.outputs, dead_letters=dead, clock=clock, metrics=self.options.metrics
         )
-        self.listeners: list[ConnectorSourceListener | TCPSourceListener] = []
-        self.generators: list[GeneratorSource] = []
-        self.kafka_sources: list[KafkaSource] = []
-        for source in self.plan.sources:
-            self._ingress(source)
+        kinds = [source_kind(source) for source in self.plan.sources]
+        self.ingresses: list[Ingress] = [
+            kind.ingress(source, self.engine, host)
+            for kind, source in zip(kinds, self.plan.sources, strict=True)
+        ]
         self.checkpointer = self._checkpointer() if self.options.run_with_resilience else None
         self.metrics = MetricsService.for_worker(self) if self.options.metrics else None
 
@@ -182,11 +178,8 @@ class Worker:
             worker_name=self.options.name,
             engine=self.engine,
             store=CheckpointStore(directory / "checkpoints"),
-            sources=[
-                *(s for s in self.listeners if isinstance(s, ConnectorSourceListener)),
-                *self.kafka_sources,
-            ],
-            generators=self.generators,
+            sources=[i for i in self.ingresses if isinstance(i, ReplayableSource)],
+            generators=[i for i in self.ingresses if isinstance(i, GeneratorSource)],
             sinks=[o for o in self.outputs if isinstance(o, ConnectorSinkOutput)],
             serialize=self.loaded.serialize,
             deserialize=self.loaded.deserialize,
@@ -199,67 +192,12 @@ class Worker:
         directory = Path(base) if base else Path(os.getcwd()) / "wallaroo-deadletter"
         return directory / DEFAULT_FILENAME
 
-    def _output(self, index: int, name: str, config: Any) -> SinkOutput | KafkaSinkOutput:
-        if isinstance(config, SinkConnectorConfig):
-            session = WorkerSinkSession(
-                app_name=self.plan.app_name,
-                worker_name=self.options.name,
-                sink_id=index,
-                cookie=config.cookie,
-                max_frame_size=self.options.max_frame_size,
-            )
-            return ConnectorSinkOutput(
-                name,
-                config.host,
-                config.port,
-                self.gate,
-                self.log,
-                session,
-                resilient=self.options.run_with_resilience,
-            )
-        if isinstance(config, TCPSinkConfig):
-            return TCPSinkOutput(name, config.host, config.port, self.gate, self.log)
-        if isinstance(config, DefaultKafkaSinkCLIParser):
-            config = config.resolve(self.app_args)
-        if isinstance(config, CustomKafkaSinkCLIParser):
-            return KafkaSinkOutput(name, config, self.gate, self.log, self._dead)
-        raise ConfigurationError(f"the worker cannot run sink '{name}' ({type(config).__name__})")
-
-    def _ingress(self, source: Any) -> None:
-        config = source.config
-        args = (source, self.engine, self.gate, self.log)
-        if isinstance(config, SourceConnectorConfig):
-            self.listeners.append(
-                ConnectorSourceListener(
-                    *args, self.options.max_frame_size, resilient=self.options.run_with_resilience
-                )
-            )
-        elif isinstance(config, TCPSourceConfig):
-            self.listeners.append(TCPSourceListener(*args, self.options.max_frame_size))
-        elif isinstance(config, GenSourceConfig):
-            self.generators.append(GeneratorSource(*args))
-        elif isinstance(config, DefaultKafkaSourceCLIParser | CustomKafkaSourceCLIParser):
-            resolved = (
-                config.resolve(self.app_args)
-                if isinstance(config, DefaultKafkaSourceCLIParser)
-                else config
-            )
-            group = f"wallaroo-{self.plan.app_name}-{source.name}"
-            kafka = KafkaSource(
-                source,
-                resolved,
-                self.engine,
-                self.gate,
-                self.log,
-                group_id=group,
-                drain=self._drain,
-                resilient=self.options.run_with_resilience,
-            )
-            self.kafka_sources.append(kafka)
-        else:
-            raise ConfigurationError(
-                f"the worker cannot run source '{source.name}' ({type(config).__name__})"
-            )
+    @property
+    def listeners(self) -> list[ConnectorSourceListener | TCPSourceListener]:
+        """The sources that listen on an address (connector and TCP sources)."""
+        return [
+            i for i in self.ingresses if isinstance(i, ConnectorSourceListener | TCPSourceListener)
+        ]
 
     @property
     def addresses(self) -> dict[str, tuple[str, int]]:
@@ -285,22 +223,16 @@ class Worker:
             if self.metrics is not None:
                 await self.metrics.start()
         except ConfigurationError:
-            for listener in self.listeners:
-                await listener.stop()
+            for ingress in self.ingresses:
+                await ingress.stop()
             raise
         async with asyncio.TaskGroup() as tasks:
             for output in self.outputs:
                 tasks.create_task(output.run(), name=f"sink {output.name}")
             background = [
-                tasks.create_task(g.run(), name=f"generator {g.plan.name}") for g in self.generators
-            ]
-            background += [
-                tasks.create_task(lst.ack_timer(), name=f"acks {lst.plan.name}")
-                for lst in self.listeners
-                if isinstance(lst, ConnectorSourceListener)
-            ]
-            background += [
-                tasks.create_task(k.run(), name=f"kafka {k.plan.name}") for k in self.kafka_sources
+                tasks.create_task(coro, name=name)
+                for ingress in self.ingresses
+                for name, coro in ingress.background()
             ]
             if self.checkpointer is not None:
                 background.append(tasks.create_task(self.checkpointer.run(), name="checkpoints"))
@@ -332,18 +264,8 @@ class Worker:
             self.engine.tick()
 
     async def _listen(self) -> None:
-        for listener in self.listeners:
-            config = listener.plan.config
-            try:
-                host, port = await listener.start(config.host, config.port)
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"{listener.kind} '{listener.plan.name}' cannot listen on "
-                    f"{config.host}:{config.port}: {exc.strerror or exc}"
-                ) from exc
-            self.log.info(
-                "%s '%s' listening on %s:%d", listener.kind, listener.plan.name, host, port
-            )
+        for ingress in self.ingresses:
+            await ingress.open()
 
     async def _drain(self, timeout: float) -> bool:
         """Wait until every sink has handed its output on (or ``timeout``)."""
@@ -351,8 +273,8 @@ class Worker:
         return all(results)
 
     async def _shutdown(self) -> None:
-        for listener in self.listeners:
-            await listener.stop()
+        for ingress in self.ingresses:
+            await ingress.stop()
         if self.metrics is not None:
             await self.metrics.stop()
         if self.checkpointer is not None:  # a last checkpoint: a restart replays nothing
@@ -364,8 +286,8 @@ class Worker:
                 self.log.warning(
                     "sink '%s' still held %d bytes at shutdown", output.name, output.buffered_bytes
                 )
-        for kafka in self.kafka_sources:  # commit only what every sink handed on
-            await kafka.close(commit=drained)
+        for ingress in self.ingresses:  # a Kafka source commits only what every sink handed on
+            await ingress.finish(commit=drained)
         for output in self.outputs:
             output.stop()
         self.engine.dead_letters.close()
@@ -377,13 +299,11 @@ class Worker:
             self._stop.set()
 
     def statistics(self) -> WorkerStatistics:
-        sources = [lst.statistics() for lst in self.listeners]
-        sources += [g.statistics() for g in self.generators]
-        sources += [k.statistics() for k in self.kafka_sources]
+        """A snapshot of every counter of the worker (what ``/api/stats`` serves)."""
         return WorkerStatistics(
             self.options.name,
             self.engine.statistics(),
-            tuple(sources),
+            tuple(i.statistics() for i in self.ingresses),
             tuple(o.statistics() for o in self.outputs),
             self.gate.statistics(),
             self.checkpointer.statistics() if self.checkpointer is not None else None,
