@@ -279,3 +279,37 @@ def test_empty_messages_are_counted_not_processed(tmp_path):
 
     run(scenario, tmp_path)
     assert not (tmp_path / "deadletter.jsonl").exists()
+
+
+def test_an_internal_engine_error_makes_dead_letters_before_the_ack(tmp_path, caplog):
+    """A failure of the engine itself (not of one message) loses nothing: every message of
+    the batch is a dead letter, kept in the file, before the batch is acknowledged; the
+    traceback is logged once."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("engine bug")
+
+    async def scenario(worker, port, sink):
+        worker.listeners[0].runner.run = broken
+        c, _, _ = await opened(port)
+        c.send(*(Message(1, i, 0, None, f"m{i}".encode()) for i in range(3)))
+        acked = await c.expect(Ack)
+        assert dict(acked.acks)[1] == 2
+        c.send(Message(1, 3, 0, None, b"m3"))
+        await c.expect(Ack)
+        c.close()
+        return list(worker.engine.dead_letters.records)
+
+    with caplog.at_level(logging.WARNING, logger="wallaroo.worker"):
+        letters = run(scenario, tmp_path)
+    assert [(d.message_id, d.error_type) for d in letters] == [
+        (0, "RuntimeError"),
+        (1, "RuntimeError"),
+        (2, "RuntimeError"),
+        (3, "RuntimeError"),
+    ]
+    assert all(d.stream_id == 1 and "internal error" in d.stage for d in letters)
+    kept = [json.loads(line) for line in (tmp_path / "deadletter.jsonl").read_text().splitlines()]
+    assert [k["message_id"] for k in kept] == [0, 1, 2, 3]
+    internal = [r for r in caplog.records if "internal error while processing" in r.getMessage()]
+    assert len(internal) == 1 and internal[0].exc_info is not None

@@ -1,11 +1,14 @@
-"""Sources of the worker: connector sources and framed TCP sources listen, generators run.
+"""Sources of the worker that listen: connector sources here, framed TCP sources in
+:mod:`wallaroo.worker.tcp_source` (on the same :class:`Listener`); generators run in
+:mod:`wallaroo.worker.generator`.
 
 Each connection is an :class:`asyncio.Protocol`: bytes arrive in ``data_received``, are cut into
 messages, and these go through the engine before the callback returns, in batches of at most
 :data:`MAX_BATCH` (each batch's output is handed to the sinks before the next batch starts, so a
 large read does not hold its first messages back until its last are done). A connection whose
 peer misbehaves is answered (an ERROR frame for connectors), logged in one line and closed; the
-worker and its other connections carry on.
+worker and its other connections carry on. If the engine itself fails on a batch, its messages
+become dead letters before the batch is acknowledged (:meth:`Listener.lost`).
 """
 
 from __future__ import annotations
@@ -13,15 +16,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-import struct
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
 
-from wallaroo.configs import SourceConnectorConfig, TCPSourceConfig
-from wallaroo.decorators import Decoder
+from wallaroo.configs import SourceConnectorConfig
 from wallaroo.engine.local import LocalEngine
-from wallaroo.errors import ConfigurationError, FrameError
+from wallaroo.errors import ConfigurationError
 from wallaroo.logsummary import clip
 from wallaroo.plan.physical import SourcePlan
 from wallaroo.protocol.events import (
@@ -32,12 +33,11 @@ from wallaroo.protocol.events import (
     StreamOpened,
 )
 from wallaroo.protocol.frames import Restart
-from wallaroo.protocol.reader import HeaderReader, LengthPrefixedReader
 from wallaroo.protocol.source_session import SourceSession
 from wallaroo.protocol.stream_registry import StreamRegistry
 from wallaroo.worker.flow import Gate
 
-__all__ = ["ConnectorSourceListener", "IngressStatistics", "TCPSourceListener"]
+__all__ = ["ConnectorSourceListener", "IngressStatistics", "Listener", "batch_slice"]
 
 ACK_INTERVAL = 0.2
 MAX_BATCH = 1024
@@ -57,7 +57,9 @@ class IngressStatistics:
     """MESSAGEs without a payload (the protocol's "no data"): counted, not processed."""
 
 
-class _Listener(abc.ABC):
+class Listener(abc.ABC):
+    """What connector and TCP sources share: a listening socket, its connections, counters."""
+
     kind = "source"
 
     def __init__(
@@ -81,10 +83,43 @@ class _Listener(abc.ABC):
         self.messages = 0
         self.errors = 0
         self.empty_messages = 0
+        self._internal_logged = False
 
     @abc.abstractmethod
     def _protocol(self) -> asyncio.Protocol:
         """A protocol object for one new connection."""
+
+    def lost(
+        self,
+        exc: Exception,
+        payloads: list[Any],
+        where: str,
+        *,
+        stream_id: int | None = None,
+        message_ids: list[int] | None = None,
+    ) -> None:
+        """The engine failed on a whole batch (a bug, not a bad message): every message of it
+        becomes a dead letter before the batch is acknowledged, so none is lost silently. The
+        traceback is logged once per listener; the dead-letter log summarises the rest."""
+        self.errors += 1
+        if not self._internal_logged:
+            self._internal_logged = True
+            self.log.exception(
+                "internal error while processing %s; its %d messages are dead letters (later "
+                "ones are only summarised)",
+                where,
+                len(payloads),
+            )
+        dead = self.engine.dead_letters
+        for i, payload in enumerate(payloads):
+            dead.record(
+                pipeline=self.plan.pipeline,
+                stage=f"source {self.plan.name} (internal error)",
+                exc=exc,
+                value=payload,
+                stream_id=stream_id,
+                message_id=None if message_ids is None else message_ids[i],
+            )
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen on ``host:port`` (port 0: a free one); return the address bound.
@@ -151,7 +186,7 @@ class _Listener(abc.ABC):
         )
 
 
-class ConnectorSourceListener(_Listener):
+class ConnectorSourceListener(Listener):
     """Listens for connector processes and speaks protocol v3 with each (worker side).
 
     With ``resilient``, connectors are acknowledged only for positions inside a committed
@@ -317,16 +352,19 @@ class _ConnectorConnection(asyncio.Protocol):
             stop = start + MAX_BATCH
             try:
                 self.process(
-                    _part(payloads, start, stop),
-                    None if keys is None else _part(keys, start, stop),
-                    times=None if times is None else _part(times, start, stop),
+                    batch_slice(payloads, start, stop),
+                    None if keys is None else batch_slice(keys, start, stop),
+                    times=None if times is None else batch_slice(times, start, stop),
                     stream_id=event.stream_id,
-                    message_ids=_part(ids_kept, start, stop),
+                    message_ids=batch_slice(ids_kept, start, stop),
                 )
-            except Exception:
-                self.listener.errors += 1
-                self.listener.log.exception(
-                    "internal error while processing stream %d from %s", event.stream_id, self.peer
+            except Exception as exc:
+                self.listener.lost(
+                    exc,
+                    batch_slice(payloads, start, stop),
+                    f"stream {event.stream_id} from {self.peer}",
+                    stream_id=event.stream_id,
+                    message_ids=batch_slice(ids_kept, start, stop),
                 )
         self.listener.messages += len(payloads)
         self.session.processed(event.stream_id, ids[-1])
@@ -376,104 +414,6 @@ class _ConnectorConnection(asyncio.Protocol):
         self.transport = None
 
 
-class TCPSourceListener(_Listener):
-    """Listens for framed TCP input: a header of the decoder's length and format per message."""
-
-    kind = "TCP source"
-
-    def __init__(
-        self,
-        plan: SourcePlan,
-        engine: LocalEngine,
-        gate: Gate,
-        log: logging.Logger,
-        max_frame_size: int,
-    ) -> None:
-        super().__init__(plan, engine, gate, log, max_frame_size)
-        config: TCPSourceConfig = plan.config
-        decoder = config.decoder
-        self.header_length = int(decoder.header_length())
-        self.read_header: HeaderReader
-        if isinstance(decoder, Decoder):
-            self.read_header = struct.Struct(decoder.length_fmt).unpack_from
-        else:
-            self.read_header = _custom_header(decoder.payload_length, self.header_length)
-
-    def _protocol(self) -> asyncio.Protocol:
-        return _FramedConnection(self)
-
-
-class _FramedConnection(asyncio.Protocol):
-    def __init__(self, listener: TCPSourceListener) -> None:
-        self.listener = listener
-        self.reader = LengthPrefixedReader(
-            listener.header_length, listener.read_header, listener.max_frame_size
-        )
-        self.transport: asyncio.Transport | None = None
-        self.peer = "?"
-        self.process = listener.runner.run
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # stream servers give Transports
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.listener.connections.add(self)
-        self.listener.connections_total += 1
-
-    def data_received(self, data: bytes) -> None:
-        if self.reader.error is not None:  # closing after a bad frame
-            return
-        try:
-            payloads = self.reader.feed(data)
-        except FrameError as exc:
-            self._bad(str(exc))
-            return
-        for start in range(0, len(payloads), MAX_BATCH):
-            try:
-                self.process(_part(payloads, start, start + MAX_BATCH))
-            except Exception:
-                self.listener.errors += 1
-                self.listener.log.exception(
-                    "internal error while processing input from %s", self.peer
-                )
-        self.listener.messages += len(payloads)
-        if self.transport is not None:
-            self.listener.gate.hold(self.transport)
-
-    def _bad(self, reason: str) -> None:
-        self.listener.errors += 1
-        self.listener.log.warning(
-            "TCP source '%s' from %s: %s; connection closed",
-            self.listener.plan.name,
-            self.peer,
-            reason,
-        )
-        if self.transport is not None:
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.reader.pending and self.reader.error is None:
-            self.listener.log.warning(
-                "TCP source '%s' from %s closed with %d bytes of an incomplete frame",
-                self.listener.plan.name,
-                self.peer,
-                self.reader.pending,
-            )
-        self.listener.connections.discard(self)
-        if self.transport is not None:
-            self.listener.gate.forget(self.transport)
-        self.transport = None
-
-
-def _part(items: list[Any], start: int, stop: int) -> list[Any]:
+def batch_slice(items: list[Any], start: int, stop: int) -> list[Any]:
     """``items[start:stop]``, without a copy when that is all of them."""
     return items if start == 0 and stop >= len(items) else items[start:stop]
-
-
-def _custom_header(payload_length: Callable[[bytes], int], header_length: int) -> HeaderReader:
-    """A :data:`HeaderReader` over a decoder's own ``payload_length(header_bytes)``."""
-
-    def read_header(data: bytes, offset: int) -> tuple[int, ...]:
-        return (int(payload_length(data[offset : offset + header_length])),)
-
-    return read_header

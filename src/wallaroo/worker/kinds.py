@@ -44,9 +44,10 @@ from wallaroo.worker.connector_sink import ConnectorSinkOutput
 from wallaroo.worker.egress import TCPSinkOutput
 from wallaroo.worker.flow import Gate
 from wallaroo.worker.generator import GeneratorSource
-from wallaroo.worker.ingress import ConnectorSourceListener, IngressStatistics, TCPSourceListener
+from wallaroo.worker.ingress import ConnectorSourceListener, IngressStatistics
 from wallaroo.worker.kafka import KafkaSource
 from wallaroo.worker.kafka_sink import KafkaSinkOutput
+from wallaroo.worker.tcp_source import TCPSourceListener
 
 __all__ = [
     "Host",

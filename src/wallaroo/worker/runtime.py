@@ -30,8 +30,9 @@ from wallaroo.worker.connector_sink import ConnectorSinkOutput
 from wallaroo.worker.egress import SinkOutputStatistics
 from wallaroo.worker.flow import Gate, GateStatistics
 from wallaroo.worker.generator import GeneratorSource
-from wallaroo.worker.ingress import ConnectorSourceListener, IngressStatistics, TCPSourceListener
+from wallaroo.worker.ingress import ConnectorSourceListener, IngressStatistics
 from wallaroo.worker.kinds import Host, Ingress, Output, sink_kind, source_kind
+from wallaroo.worker.tcp_source import TCPSourceListener
 
 __all__ = ["ConnectionStatistics", "Worker", "WorkerOptions", "WorkerStatistics"]
 
