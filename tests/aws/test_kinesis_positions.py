@@ -7,13 +7,14 @@ import json
 import pytest
 
 from wallaroo.connectors import kinesis_source as ks
+from wallaroo.experimental import kinesis as kx
 
 NONE_SEEN = 2**64 - 1
 
 
 def test_the_state_file_round_trips_and_is_replaced_whole(tmp_path):
     path = tmp_path / "positions.json"
-    state = ks.PositionFile(path, "clicks")
+    state = kx.PositionFile(path, "clicks")
     assert state.load() == {}  # no file yet: every shard from its trim horizon
     big = str(2**100 + 7)  # sequence numbers exceed 2**64
     state.save({"shardId-0": ([(4, "40"), (9, big)], False), "shardId-1": ([], True)})
@@ -31,7 +32,7 @@ def test_a_state_file_of_something_else_is_refused(tmp_path, content):
     path = tmp_path / "positions.json"
     path.write_text(content)
     with pytest.raises(ValueError, match="is not a position file of Kinesis stream 'clicks'"):
-        ks.PositionFile(path, "clicks").load()
+        kx.PositionFile(path, "clicks").load()
 
 
 def shard(acked=(), sent=()):
@@ -66,7 +67,7 @@ def test_an_acknowledgement_moves_sent_positions_to_the_acknowledged_history():
     s = shard([], [(0, "1"), (1, "2"), (2, "3")])
     s.acknowledged(1)
     assert s.acked == [(1, "2")] and list(s.sent) == [(2, "3")] and s.dirty
-    for i in range(3, 3 + ks.HISTORY + 5):
+    for i in range(3, 3 + kx.HISTORY + 5):
         s.sent.append((i, str(i + 1)))
         s.acknowledged(i)
-    assert len(s.acked) == ks.HISTORY and s.acked[-1] == (ks.HISTORY + 7, str(ks.HISTORY + 8))
+    assert len(s.acked) == kx.HISTORY and s.acked[-1] == (kx.HISTORY + 7, str(kx.HISTORY + 8))

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,9 +27,11 @@ from wallaroo.experimental.program import (
     first_line,
     import_client,
     port_number,
+    positive_number,
     read_outputs,
     read_remaining,
     send_forever,
+    wait_for_worker,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -255,6 +258,35 @@ def test_port_number():
             port_number("--x-port", bad)
     with pytest.raises(UsageError, match=r"from 0 to 65535, got 'abc'$"):
         port_number("--x-port", "abc", allow_zero=True)
+
+
+def test_positive_number():
+    assert positive_number("--x-rate", "2.5") == 2.5
+    for bad in ("0", "-1", "inf", "nan", "abc", ""):
+        with pytest.raises(UsageError, match="^--x-rate must be a positive number, got"):
+            positive_number("--x-rate", bad)
+    with pytest.raises(UsageError, match=r"must be a positive number of seconds, got '0'$"):
+        positive_number("--x-poll", "0", "a positive number of seconds")
+
+
+def test_wait_for_worker_returns_once_the_port_accepts(caplog: pytest.LogCaptureFixture):
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there: the first probes fail
+    listening: list[socket.socket] = []
+    timer = threading.Timer(
+        0.3, lambda: listening.append(socket.create_server(("127.0.0.1", port)))
+    )
+    timer.start()
+    try:
+        with caplog.at_level(logging.INFO, logger=log.name):
+            wait_for_worker("127.0.0.1", port, log)
+    finally:
+        timer.join()
+        for server in listening:
+            server.close()
+    waiting = [r for r in caplog.records if r.message.startswith("waiting for the worker at")]
+    assert len(waiting) == 1 and listening  # one line however many probes failed
 
 
 def test_as_bytes():

@@ -33,7 +33,7 @@ from kafka_txn_helpers import (
     start_worker,
 )
 
-from wallaroo.connectors.kafka_sink import read_spool
+from wallaroo.experimental.txn_spool import read_spool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 import wallaroo.experimental as wx
-from wallaroo.connectors.kafka_sink import (
-    KafkaTransactionalSink,
-    SpoolWriter,
-    TxnSettings,
-    read_spool,
-    spool_paths,
-)
+from wallaroo.connectors.kafka_sink import KafkaTransactionalSink, TxnSettings
+from wallaroo.experimental.txn_spool import SpoolWriter, read_spool, spool_paths
 
 
 def sealed(

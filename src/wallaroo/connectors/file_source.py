@@ -59,13 +59,13 @@ import logging
 import os
 import struct
 import sys
-import time
 from collections.abc import Sequence
 from typing import IO, Any, Final
 
 import wallaroo.experimental as wx
 from wallaroo.experimental.connector_wire_messages import Message
-from wallaroo.experimental.program import ProgramRun, configure_logging
+from wallaroo.experimental.file_sources import Throttle
+from wallaroo.experimental.program import ProgramRun, configure_logging, positive_number
 
 log = logging.getLogger("file_source")
 
@@ -174,31 +174,6 @@ class RecordFile:
 
     def close(self) -> None:
         self._file.close()
-
-
-class Throttle:
-    """At most ``rate`` records per second (None: no limit), in bursts of at most a tenth of
-    a second's worth."""
-
-    def __init__(self, rate: float | None) -> None:
-        self.rate = rate
-        self._capacity = 1.0 if rate is None else max(1.0, rate / 10)
-        self._tokens = self._capacity
-        self._last = time.monotonic()
-
-    def ready(self) -> bool:
-        """True if one more record may be sent now."""
-        if self.rate is None:
-            return True
-        now = time.monotonic()
-        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        return self._tokens >= 1.0
-
-    def spend(self) -> None:
-        """Count one record sent."""
-        if self.rate is not None:
-            self._tokens -= 1.0
 
 
 class FileStream:
@@ -359,32 +334,22 @@ def parse_options(
     """``(framing, rate, follow, poll_interval)`` from the parameters' strings.
 
     Raises:
-        ValueError: a value is not valid (the message names the flag).
+        ValueError: ``framing`` or ``follow`` is not valid (the message names the flag).
+        UsageError: ``rate`` or ``poll_interval`` is not a positive number.
     """
     framing = framing or "lines"
     if framing not in FRAMINGS:
         raise ValueError(f"--{connector}-framing must be 'lines' or 'u32', got {framing!r}")
-    limit = None if rate is None else _positive(rate, f"--{connector}-rate", "a positive number")
+    limit = None if rate is None else positive_number(f"--{connector}-rate", rate)
     flag = (follow or "false").lower()
     if flag not in ("true", "false", "yes", "no", "1", "0"):
         raise ValueError(f"--{connector}-follow must be 'true' or 'false', got {follow!r}")
     poll = POLL_INTERVAL
     if poll_interval is not None:
-        poll = _positive(
-            poll_interval, f"--{connector}-poll_interval", "a positive number of seconds"
+        poll = positive_number(
+            f"--{connector}-poll_interval", poll_interval, "a positive number of seconds"
         )
     return framing, limit, flag in ("true", "yes", "1"), poll
-
-
-def _positive(text: str, flag: str, what: str) -> float:
-    """``text`` as a positive, finite float; ValueError naming ``flag`` otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise ValueError(f"{flag} must be {what}, got {text!r}")
-    return value
 
 
 def open_files(files: str, framing: str, follow: bool) -> list[RecordFile]:

@@ -38,7 +38,6 @@ This file is self-contained and uses only the public API: copy it into your tree
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import threading
@@ -46,6 +45,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import wallaroo.experimental
+from wallaroo.experimental.kinesis import kinesis_client
 from wallaroo.experimental.program import (
     Backoff,
     ProgramRun,
@@ -152,24 +152,6 @@ def serve(connector: wallaroo.experimental.SinkConnector, client: Any, stream: s
         for batch in batches(records):
             written += put(client, stream, batch, backoff)
     return written
-
-
-def kinesis_client(boto3: Any, region: str | None, endpoint_url: str | None) -> Any:
-    """A Kinesis client with short timeouts: outages are retried here, with a log line.
-
-    Raises:
-        ValueError: no region is given or configured.
-    """
-    config = importlib.import_module("botocore.config").Config(
-        connect_timeout=5, read_timeout=20, retries={"mode": "standard", "max_attempts": 2}
-    )
-    no_region = importlib.import_module("botocore.exceptions").NoRegionError
-    try:
-        return boto3.client("kinesis", region_name=region, endpoint_url=endpoint_url, config=config)
-    except no_region:
-        raise ValueError(
-            "no AWS region: give --<connector>-region or set AWS_DEFAULT_REGION"
-        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

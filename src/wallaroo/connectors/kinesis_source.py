@@ -36,11 +36,7 @@ This file is self-contained and uses only the public API: copy it into your tree
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
-import os
-import socket
 import sys
 import threading
 import time
@@ -52,66 +48,26 @@ from typing import Any
 
 import wallaroo.experimental
 import wallaroo.experimental.connector_wire_messages as cwm
-from wallaroo.experimental.program import Backoff, ProgramRun, configure_logging, import_client
+from wallaroo.experimental.kinesis import (
+    Position,
+    PositionFile,
+    ShardPositions,
+    kinesis_client,
+    list_shards,
+)
+from wallaroo.experimental.program import (
+    Backoff,
+    ProgramRun,
+    configure_logging,
+    import_client,
+    positive_number,
+    wait_for_worker,
+)
 
 log = logging.getLogger("kinesis_source")
 
-HISTORY = 64  # acknowledged positions kept per shard
 READ_LIMIT = 1000  # records per GetRecords call
 READ_AHEAD = 5000  # records queued per shard before reading pauses
-Position = tuple[int, str]  # (message id, sequence number)
-
-
-class PositionFile:
-    """The acknowledged positions of every shard, in a small JSON file:
-    ``{"format": 1, "stream": NAME, "shards": {ID: {"acked": [[id, seq], ...], "ended": B}}}``
-    (oldest first). Saved atomically (temporary file, fsync, rename, fsync of the folder): a
-    crash leaves the previous file or the new one, never a torn one."""
-
-    def __init__(self, path: Path, stream: str) -> None:
-        self.path = path
-        self.stream = stream
-
-    def load(self) -> dict[str, tuple[list[Position], bool]]:
-        """Return ``{shard id: (acknowledged positions, ended)}``; empty if there is no file.
-
-        Raises:
-            ValueError: the file is not a position file of this stream.
-        """
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-            if data.get("format") != 1 or data.get("stream") != self.stream:
-                raise ValueError(f"it holds the positions of stream {data.get('stream')!r}")
-            return {
-                shard: ([(int(i), str(s)) for i, s in entry["acked"]], bool(entry["ended"]))
-                for shard, entry in data["shards"].items()
-            }
-        except FileNotFoundError:
-            return {}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(
-                f"{self.path} is not a position file of Kinesis stream '{self.stream}' ({exc}); "
-                "give another --<connector>-state_file, or delete it to read from the trim horizon"
-            ) from exc
-
-    def save(self, shards: dict[str, tuple[list[Position], bool]]) -> None:
-        """Replace the file. Raises OSError when it cannot be written."""
-        body = {
-            "format": 1,
-            "stream": self.stream,
-            "shards": {s: {"acked": acked, "ended": ended} for s, (acked, ended) in shards.items()},
-        }
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w", encoding="utf-8") as out:
-            json.dump(body, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
 
 
 @dataclass(slots=True)
@@ -126,50 +82,27 @@ class Item:
     event_time: int = 0
 
 
-class Shard:
-    """One shard: its connector stream, its read-ahead queue and its positions. The fields
-    are guarded by ``cond``; ``epoch`` grows whenever the stream is (re)opened or closed, so
-    the reader drops what it read for an earlier connection."""
+class Shard(ShardPositions):
+    """One shard: its connector stream, its read-ahead queue and its positions
+    (:class:`~wallaroo.experimental.kinesis.ShardPositions`). The fields are guarded by
+    ``cond``; ``epoch`` grows whenever the stream is (re)opened or closed, so the reader drops
+    what it read for an earlier connection."""
 
     def __init__(self, shard_id: str, stream_name: str, acked: list[Position]) -> None:
+        super().__init__(acked)
         self.id = shard_id
         self.stream_name = stream_name
         self.stream_id = wallaroo.experimental.stream_id_for(stream_name)
         self.cond = threading.Condition()
-        self.acked = acked  # acknowledged by the worker, by message id
-        self.sent: deque[Position] = deque()  # sent, not yet acknowledged
         self.queue: deque[Item] = deque()
         self.epoch = 0
         self.start: tuple[str | None, int, int] | None = None  # after seq, next id, skip through
-        self.open = self.ending = self.ended = self.dirty = False
-
-    def resume(self, worker_has: int) -> tuple[str | None, int, int]:
-        """Where to read so that a worker having every message up to ``worker_has`` gets the
-        rest: (after this sequence number, or None for the trim horizon; the message id of the
-        next record read; the last message id to skip). Ids are the same on every read because
-        a shard's records always come in the same order."""
-        if worker_has == cwm.NONE_SEEN:  # a worker that knows nothing: what was acked is done
-            if self.acked:
-                message_id, seq = self.acked[-1]
-                return seq, message_id + 1, message_id
-            return None, 0, -1
-        self.acked = [p for p in self.acked if p[0] <= worker_has]  # it may have gone back
-        below = [p for p in sorted({*self.acked, *self.sent}) if p[0] <= worker_has]
-        if below:
-            return below[-1][1], below[-1][0] + 1, worker_has
-        return None, 0, worker_has
+        self.open = False
 
     def acknowledged(self, point_of_ref: int) -> None:
+        """The worker acknowledged up to ``point_of_ref`` (takes ``cond``)."""
         with self.cond:
-            last = None
-            while self.sent and self.sent[0][0] <= point_of_ref:
-                last = self.sent.popleft()
-            if last is not None:
-                self.acked.append(last)
-                del self.acked[:-HISTORY]
-                self.dirty = True
-            if self.ending and not self.sent:
-                self.ended = self.dirty = True
+            super().acknowledged(point_of_ref)
 
 
 class ShardReader(threading.Thread):
@@ -355,69 +288,6 @@ class KinesisSource(wallaroo.experimental.AtLeastOnceSourceConnector):
         return sum(len(shard.sent) for shard in self.order if shard.open)
 
 
-def kinesis_client(boto3: Any, region: str | None, endpoint_url: str | None) -> Any:
-    """A Kinesis client with short timeouts: outages are retried here, with a log line.
-
-    Raises:
-        ValueError: no region is given or configured.
-    """
-    config = importlib.import_module("botocore.config").Config(
-        connect_timeout=5, read_timeout=20, max_pool_connections=64,
-        retries={"mode": "standard", "max_attempts": 2},
-    )  # fmt: skip
-    no_region = importlib.import_module("botocore.exceptions").NoRegionError
-    try:
-        return boto3.client("kinesis", region_name=region, endpoint_url=endpoint_url, config=config)
-    except no_region:
-        raise ValueError(
-            "no AWS region: give --<connector>-region or set AWS_DEFAULT_REGION"
-        ) from None
-
-
-def list_shards(client: Any, stream: str) -> list[str]:
-    """The ids of the stream's shards, retried with back-off while Kinesis fails."""
-    backoff = Backoff(log, f"listing the shards of Kinesis stream '{stream}'")
-    while True:
-        try:
-            shards: list[str] = []
-            page = client.list_shards(StreamName=stream)
-            shards += [s["ShardId"] for s in page["Shards"]]
-            while page.get("NextToken"):
-                page = client.list_shards(NextToken=page["NextToken"])
-                shards += [s["ShardId"] for s in page["Shards"]]
-        except Exception as exc:
-            time.sleep(backoff.failed(exc))
-            continue
-        backoff.succeeded()
-        return shards
-
-
-def positive_float(flag: str, value: str | None, default: float) -> float:
-    """Raises ValueError naming ``flag`` if ``value`` is not a positive number."""
-    try:
-        number = default if value is None else float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0:
-        raise ValueError(f"{flag} must be a positive number of seconds, got {value!r}")
-    return number
-
-
-def wait_for_worker(host: str, port: int) -> None:
-    """Return once the worker accepts connections (probed every 0.05 s, backing off to 1 s)."""
-    delay, logged = 0.05, False
-    while True:
-        try:
-            socket.create_connection((host, port), timeout=2).close()
-            return
-        except OSError as exc:
-            if not logged:
-                log.info("waiting for the worker at %s:%d (%s); retrying", host, port, exc)
-                logged = True
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)
-
-
 class Program:
     """The running connector: its shards, their readers, the connection and the state file."""
 
@@ -427,7 +297,8 @@ class Program:
         Raises:
             SystemExit: a required parameter is missing (argparse's usage, exit code 2).
             WallarooError: the application cannot be loaded or has no such source connector.
-            ValueError: a bad ``poll_interval``, or no AWS region.
+            UsageError: a bad ``poll_interval``.
+            ValueError: no AWS region.
         """
         settings = wallaroo.experimental.SourceConnector(  # reads argv and the application
             args, required_params=["stream"],
@@ -435,9 +306,12 @@ class Program:
         )  # fmt: skip
         self.params, self.config, self.base = settings.params, settings.config, settings.stream_name
         self.stream: str = self.params.stream
-        self.poll = positive_float(f"--{self.config.name}-poll_interval",
-                                   self.params.poll_interval, 0.2)  # fmt: skip
-        self.client = kinesis_client(boto3, self.params.region, self.params.endpoint_url)
+        poll, flag = self.params.poll_interval, f"--{self.config.name}-poll_interval"
+        self.poll = 0.2 if poll is None else positive_number(flag, poll, "a positive number of "
+                                                             "seconds")  # fmt: skip
+        self.client = kinesis_client(
+            boto3, self.params.region, self.params.endpoint_url, max_pool_connections=64
+        )
         default = f"{self.base}-{self.stream}{'-' + self.params.shard if self.params.shard else ''}"
         path = Path(self.params.state_file or f"{default}.kinesis-positions.json").absolute()
         self.state = PositionFile(path, self.stream)
@@ -459,7 +333,7 @@ class Program:
         Raises:
             ValueError: the ``shard`` parameter names a shard the stream does not have.
         """
-        listed = list_shards(self.client, self.stream)
+        listed = list_shards(self.client, self.stream, log)
         wanted = self.params.shard
         if wanted and wanted not in listed:
             raise ValueError(f"Kinesis stream '{self.stream}' has no shard {wanted!r} "
@@ -504,7 +378,7 @@ class Program:
         self.saved = self.state.load()
         self.add_shards()
         self.save(force=True)  # a state file that cannot be written fails now, not later
-        wait_for_worker(self.config.host, self.config.port)
+        wait_for_worker(self.config.host, self.config.port, log)
         self.source.connect()
         log.info("connected to the worker at %s:%d: %d shard(s)", self.config.host,
                  self.config.port, len(self.source.order))  # fmt: skip

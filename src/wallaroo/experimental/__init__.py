@@ -8,13 +8,21 @@ importable too: ``wallaroo.experimental.connectors`` (``BaseIter``, ``BaseSource
 
 ``TransactionalSink`` (with ``Transaction`` and ``SinkRecovery``) is the contract of a durable
 transactional sink plugged into ``SinkConnector(..., sink_factory=...)``; see
-``docs/connectors/file_sink.md``.
+``docs/connectors/file_sink.md``. ``SpooledSink`` is a ``TransactionalSink`` that spools each
+transaction to disk and delivers it to an external system at PHASE2 (public module
+``wallaroo.experimental.spooled_sink``; the spool files in ``wallaroo.experimental.txn_spool``).
 
 The toolkit of connector programs (signals, exit codes, logging, retries; the public module
 ``wallaroo.experimental.program``) is re-exported too: ``ProgramRun``, ``Stop``, ``UsageError``,
-``Backoff``, ``configure_logging``, ``import_client``, ``port_number``, ``as_bytes``, ... ;
+``Backoff``, ``configure_logging``, ``import_client``, ``port_number``, ``positive_number``,
+``wait_for_worker``, ``as_bytes``, ... ;
 with ``LogSummary`` (rate-limited log lines for a repeated event) and ``clip`` (peer text made
 safe for a log line) from ``wallaroo.logsummary``.
+
+Helpers for one external system, not re-exported, are public modules of their own:
+``wallaroo.experimental.kafka_producers`` (Kafka producers over ``confluent_kafka``) and
+``wallaroo.experimental.kinesis`` (a Kinesis client, shard listing and resumable shard
+positions over boto3). Neither imports its client library.
 """
 
 from wallaroo.configs import SinkConnectorConfig, SourceConnectorConfig
@@ -40,12 +48,15 @@ from wallaroo.experimental.program import (
     first_line,
     import_client,
     port_number,
+    positive_number,
     read_outputs,
     read_remaining,
     send_forever,
+    wait_for_worker,
 )
 from wallaroo.experimental.sink_connector import SinkConnector
 from wallaroo.experimental.source_connector import SourceConnector
+from wallaroo.experimental.spooled_sink import SpooledSink
 from wallaroo.experimental.transactional import SinkRecovery, Transaction, TransactionalSink
 from wallaroo.logsummary import LogSummary, clip
 
@@ -62,6 +73,7 @@ __all__ = [
     "SinkRecovery",
     "SourceConnector",
     "SourceConnectorConfig",
+    "SpooledSink",
     "Stop",
     "Stream",
     "Transaction",
@@ -79,10 +91,12 @@ __all__ = [
     "octet_message_encoder",
     "parse_connector_args",
     "port_number",
+    "positive_number",
     "read_outputs",
     "read_remaining",
     "send_forever",
     "stream_id_for",
     "stream_message_decoder",
     "stream_message_encoder",
+    "wait_for_worker",
 ]

@@ -3,6 +3,9 @@
 A source yields ``(value, point_of_ref)`` pairs; the point of reference (PoR) is a ``u64`` that
 grows with every record, so it can be the record's message id, and ``reset(pos)`` goes back to a
 PoR the worker reported (``2**64-1``: nothing seen, start from the beginning).
+
+:class:`Throttle` limits a source program to a number of records per second (``file_source``'s
+``rate``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import IO, Any
 from wallaroo.errors import WallarooParameterError
 from wallaroo.protocol.frames import NONE_SEEN
 
-__all__ = ["BaseIter", "BaseSource", "FramedFileReader", "ThrottledFileReader"]
+__all__ = ["BaseIter", "BaseSource", "FramedFileReader", "Throttle", "ThrottledFileReader"]
 
 _HEADER = struct.Struct(">I")
 
@@ -196,3 +199,33 @@ class ThrottledFileReader(BaseIter, BaseSource):
 
     def close(self) -> None:
         self._file.close()
+
+
+class Throttle:
+    """At most ``rate`` records per second (None: no limit), in bursts of at most a tenth of
+    a second's worth (a token bucket): ask :meth:`ready` before sending a record, then
+    :meth:`spend` once it is sent.
+
+    Args:
+        rate: records per second, or None for no limit.
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._capacity = 1.0 if rate is None else max(1.0, rate / 10)
+        self._tokens = self._capacity
+        self._last = time.monotonic()
+
+    def ready(self) -> bool:
+        """True if one more record may be sent now."""
+        if self.rate is None:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        return self._tokens >= 1.0
+
+    def spend(self) -> None:
+        """Count one record sent."""
+        if self.rate is not None:
+            self._tokens -= 1.0

@@ -12,7 +12,10 @@ it that has nothing to do with any one external system:
 * :class:`Stop` and :class:`UsageError`: the signal's exception and the exit-code-2 error.
 * :func:`import_client`: imports a client library, or says in one line which extra installs it.
 * :class:`Backoff`: retry delays that log the first failure and the recovery, not every retry.
-* :func:`port_number`, :func:`as_bytes`, :func:`first_line`: parameter and value helpers.
+* :func:`port_number`, :func:`positive_number`, :func:`as_bytes`, :func:`first_line`:
+  parameter and value helpers.
+* :func:`wait_for_worker`: wait until the worker accepts connections (a source program that
+  connects with its own client).
 * :func:`read_outputs`, :func:`read_remaining`: a sink program's reads (outputs the
   application's decoder rejects are the connector's dead letters); :func:`send_forever`: a
   source program's loop.
@@ -37,7 +40,9 @@ import contextlib
 import faulthandler
 import importlib
 import logging
+import math
 import signal
+import socket
 import sys
 import threading
 import time
@@ -60,9 +65,11 @@ __all__ = [
     "first_line",
     "import_client",
     "port_number",
+    "positive_number",
     "read_outputs",
     "read_remaining",
     "send_forever",
+    "wait_for_worker",
 ]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -281,6 +288,39 @@ def port_number(flag: str, value: str, *, allow_zero: bool = False) -> int:
     if not lowest <= port <= 65535:
         raise UsageError(f"{flag} must be a number from {lowest} to 65535, got {value!r}")
     return port
+
+
+def positive_number(flag: str, value: str, what: str = "a positive number") -> float:
+    """``value`` (of the parameter ``flag``) as a positive, finite number; ``what`` names it in
+    the error (``"a positive number of seconds"``).
+
+    Raises:
+        UsageError: it is not (``--x-rate must be a positive number, got '0'``).
+    """
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < math.inf:
+        raise UsageError(f"{flag} must be {what}, got {value!r}")
+    return number
+
+
+def wait_for_worker(host: str, port: int, log: logging.Logger) -> None:
+    """Return once the worker accepts connections at ``host:port``: probed every 0.05 s,
+    backing off to 1 s, with one INFO line (``waiting for the worker at ...; retrying``) while
+    it does not. Waits indefinitely (a signal's :class:`Stop` interrupts it)."""
+    delay, logged = 0.05, False
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            return
+        except OSError as exc:
+            if not logged:
+                log.info("waiting for the worker at %s:%d (%s); retrying", host, port, exc)
+                logged = True
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def as_bytes(value: Any) -> bytes:

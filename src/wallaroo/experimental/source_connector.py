@@ -29,17 +29,10 @@ from typing import Any
 from wallaroo.decorators import Encoder, to_bytes
 from wallaroo.errors import ConnectorError
 from wallaroo.experimental.client_args import param_list, parse_connector_args
-from wallaroo.experimental.client_link import (
-    ClientLink,
-    Held,
-    LinkLostError,
-    connect_stream,
-    log,
-    stream_id_for,
-)
+from wallaroo.experimental.client_link import ClientLink, LinkLostError, log, stream_id_for
 from wallaroo.experimental.discovery import find_source_connector
-from wallaroo.protocol.events import Acked, Rejected, RestartRequested
-from wallaroo.protocol.frames import MAX_FRAME_SIZE, NONE_SEEN
+from wallaroo.experimental.source_stream import SourceStream
+from wallaroo.protocol.frames import MAX_FRAME_SIZE
 
 __all__ = ["SourceConnector", "SourceConnectorStatistics"]
 
@@ -153,19 +146,19 @@ class SourceConnector:
         self._encode_fn = encoder.fn if type(encoder) is Encoder else encoder.encode
         self._limit = max(int(max_unacked), 2 * self.config.max_credits)
         self._linger = max(float(linger), 0.0)
-        self._host = self.config.host
-        self._port = self.config.port
-        self._link: ClientLink | None = None
-        self._held = Held()  # every message not yet acknowledged, in id order
+        # The connection and every message not yet acknowledged (used with the lock held).
+        self._stream = SourceStream(
+            self.config.cookie, self.config.name, self.stream_id, self.stream_name,
+            self.config.host, self.config.port,
+        )  # fmt: skip
+        self._held = self._stream.held
         self._lock = threading.RLock()
         self._wakeup = threading.Condition(self._lock)
         self._flusher: threading.Thread | None = None
         self._buffered = self._buffered_bytes = 0  # written by write() since the last flush
         self._buffered_since: float | None = None  # when the oldest of them was written
         self._failure: Exception | None = None  # the flusher's error, for the next call
-        self._stop = threading.Event()  # set by close(): stop connecting and waiting at once
-        self._ever_sent = self._closing = self._eos_sent = self._eos_acked = False
-        self._written = self._reconnects = 0
+        self._written = 0
 
     # -- public API -------------------------------------------------------------------------
     def connect(
@@ -187,14 +180,15 @@ class SourceConnector:
                 held by another connection, the connector is closed, or ``timeout`` passed.
         """
         with self._lock:
-            if self._closing:
+            stream = self._stream
+            if stream.closing:
                 raise ConnectorError("this source connector is closed; create a new one")
-            if self._link is not None:
-                self._drop_link()
+            if stream.link is not None:
+                stream.drop_link()
             self._failure = None
-            self._host = host or self.config.host
-            self._port = self.config.port if port is None else int(port)
-            self._establish(timeout)
+            stream.host = host or self.config.host
+            stream.port = self.config.port if port is None else int(port)
+            stream.establish(timeout)
             self._flush()
             self._start_flusher()
 
@@ -234,7 +228,7 @@ class SourceConnector:
         key_bytes = _key_bytes(key)
         with self._lock:
             self._ready_link()
-            self._wait_for_room()
+            self._stream.wait_for_room(self._limit)
             self._held.append(payload, int(event_time), key_bytes)
             self._written += 1
             self._buffered += 1
@@ -265,7 +259,7 @@ class SourceConnector:
             self._ready_link()
             done = 0
             while done < len(payloads):
-                self._wait_for_room()
+                self._stream.wait_for_room(self._limit)
                 chunk = payloads[done : done + self._limit - len(self._held)]
                 self._held.extend(chunk, int(event_time), key_bytes)
                 done += len(chunk)
@@ -296,11 +290,11 @@ class SourceConnector:
             ConnectorError: the worker answered ERROR.
         """
         with self._lock:
-            if self._closing or self._link is None:
+            if self._stream.closing or self._stream.link is None:
                 return
             self._ready_link()
             self._flush()
-            self._service(timeout)
+            self._stream.service(timeout)
             self._flush()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -308,15 +302,16 @@ class SourceConnector:
         worker's acknowledgement, then close the connection. Never reconnects; messages still
         unacknowledged then are reported in a warning log line (they may be lost).
         Idempotent."""
-        self._stop.set()  # the flusher thread lets go of the lock
+        stream = self._stream
+        stream.stop.set()  # the flusher thread lets go of the lock
         with self._lock:
-            if self._closing:
+            if stream.closing:
                 return
-            self._closing = True
+            stream.closing = True
             self._wakeup.notify_all()
             atexit.unregister(self._flush_at_exit)
             try:
-                self._close(timeout)
+                stream.end(timeout)
             finally:
                 held = len(self._held)
                 if held:
@@ -325,7 +320,7 @@ class SourceConnector:
                         self.stream_name,
                         held,
                     )
-                self._drop_link()
+                stream.drop_link()
         flusher = self._flusher
         if flusher is not None and flusher is not threading.current_thread():
             flusher.join()
@@ -333,19 +328,20 @@ class SourceConnector:
     def statistics(self) -> SourceConnectorStatistics:
         """Return a snapshot of the connector's counters."""
         with self._lock:
-            link = self._link
+            stream = self._stream
+            link = stream.link
             return SourceConnectorStatistics(
                 connector=self.config.name,
                 stream_name=self.stream_name,
                 stream_id=self.stream_id,
-                address=f"{self._host}:{self._port}",
+                address=f"{stream.host}:{stream.port}",
                 connected=link is not None and not link.broken,
                 next_message_id=self._held.next_id,
                 unacked=self._held.sent,
                 pending=self._held.pending,
                 credits=link.session.credits if link is not None else 0,
                 messages_written=self._written,
-                reconnects=self._reconnects,
+                reconnects=stream.reconnects,
             )
 
     def __enter__(self) -> SourceConnector:
@@ -365,40 +361,13 @@ class SourceConnector:
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
-        if self._closing:
+        if self._stream.closing:
             raise ConnectorError("this source connector is closed; create a new one")
-        return self._live_link()
-
-    def _live_link(self) -> ClientLink:
-        if self._link is None:
-            raise ConnectorError("the source connector is not connected; call connect() first")
-        return self._link
-
-    def _wait_for_room(self) -> None:
-        """Send and read ACKs until fewer than ``max_unacked`` messages are held."""
-        while len(self._held) >= self._limit:
-            self._flush()
-            self._service(1.0)
+        return self._stream.live_link()
 
     def _flush(self, deadline: float | None = None) -> None:
-        """Send every pending message as credits allow, reading ACKs when they run out."""
-        held = self._held
-        while held.pending:
-            link = self._live_link()
-            credits = link.session.credits
-            if credits <= 0:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError("the worker granted no credits in time")
-                self._service(1.0 if deadline is None else deadline - time.monotonic(), deadline)
-                continue
-            data = held.frames(link.session, self.stream_id, min(credits, held.pending))
-            self._ever_sent = True  # the frames count as sent: a failed send is replayed
-            try:
-                link.send(data)
-            except LinkLostError as exc:
-                self._reconnect(str(exc))
-                continue
-            self._service(0.0, deadline)
+        """Send every pending message as credits allow (the buffer is then empty)."""
+        self._stream.send_pending(deadline)
         self._buffered = self._buffered_bytes = 0
         self._buffered_since = None
 
@@ -417,9 +386,9 @@ class SourceConnector:
         the lock held for long, and :meth:`close` stops it at once.
         """
         with self._wakeup:
-            while not self._closing:
+            while not self._stream.closing:
                 since = self._buffered_since
-                if since is None or self._link is None or self._failure is not None:
+                if since is None or self._stream.link is None or self._failure is not None:
                     self._wakeup.wait()
                     continue
                 delay = since + self._linger - time.monotonic()
@@ -437,88 +406,17 @@ class SourceConnector:
 
     def _flush_at_exit(self) -> None:
         """Send what :meth:`write` buffered before the interpreter exits (never reconnects)."""
-        self._stop.set()
+        stream = self._stream
+        stream.stop.set()
         with self._lock:
-            if self._closing or self._link is None or self._link.broken:
+            if stream.closing or stream.link is None or stream.link.broken:
                 return
-            self._closing = True
+            stream.closing = True
             self._wakeup.notify_all()
             try:
                 self._flush(time.monotonic() + EXIT_FLUSH_TIMEOUT)
             except (ConnectorError, TimeoutError) as exc:
                 log.warning("stream '%s': not all sent at exit: %s", self.stream_name, exc)
-
-    def _close(self, timeout: float) -> None:
-        link = self._link
-        if link is None or link.broken:
-            return
-        deadline = time.monotonic() + timeout
-        try:
-            self._flush(deadline)
-            link.send(link.session.eos(self.stream_id))
-            self._eos_sent = True
-            while self._held or not self._eos_acked:
-                self._service(max(deadline - time.monotonic(), 0.0), deadline)
-        except (ConnectorError, TimeoutError) as exc:
-            log.warning("closing stream '%s': %s", self.stream_name, exc)
-
-    # -- the worker's side ------------------------------------------------------------------
-    def _service(self, timeout: float, deadline: float | None = None) -> None:
-        """Handle what the worker sent within ``timeout`` seconds (ACKs, RESTART, ERROR)."""
-        link = self._live_link()
-        try:
-            events = link.poll(max(timeout, 0.0))
-        except LinkLostError as exc:
-            self._reconnect(str(exc))
-            return
-        for event in events:
-            if isinstance(event, Acked):
-                for stream_id, point_of_ref in event.acks:
-                    if stream_id == self.stream_id:
-                        self._eos_acked = self._eos_acked or self._eos_sent
-                        self._held.acked(point_of_ref)
-            elif isinstance(event, RestartRequested):
-                self._reconnect("the worker asked for a restart", event.address)
-                return
-            elif isinstance(event, Rejected):
-                self._drop_link()
-                raise ConnectorError(f"the worker closed the connection: {event.message}")
-        if deadline is not None and time.monotonic() >= deadline and self._closing:
-            raise TimeoutError("the worker did not acknowledge the end of the stream in time")
-
-    # -- (re)connecting ---------------------------------------------------------------------
-    def _drop_link(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-        self._held.unsend()  # nothing is known to be received on a closed connection
-
-    def _reconnect(self, reason: str, address: str = "") -> None:
-        self._drop_link()
-        if address:
-            host, _, port = address.rpartition(":")
-            self._host, self._port = host or self._host, int(port)
-        if self._closing:
-            raise LinkLostError(reason)
-        self._reconnects += 1
-        log.warning("%s; reconnecting to the worker at %s:%d", reason, self._host, self._port)
-        self._establish(None)
-
-    def _establish(self, timeout: float | None) -> None:
-        next_id = self._held.next_id
-        self._link, point_of_ref = connect_stream(
-            self._host,
-            self._port,
-            cookie=self.config.cookie,
-            program_name=self.config.name,
-            stream=(self.stream_id, self.stream_name),
-            point_of_ref=next_id - 1 if self._ever_sent and next_id else NONE_SEEN,
-            timeout=timeout,
-            stop=self._stop,
-        )
-        self._held.resume_at(point_of_ref)
-        where = f"{self._host}:{self._port}: stream '{self.stream_name}' (id {self.stream_id})"
-        log.info("connected to the worker at %s, next message id %d", where, self._held.next_id)
 
 
 def _with_help(names: list[str], given: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
