@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -172,13 +171,8 @@ class Run:
             self._warm_up(feed, program, log)
             return [self._paced(feed, rate, count) for rate, count in counts.items()]
         finally:
-            if program is not None and program.poll() is None:
-                program.send_signal(signal.SIGTERM)
-                try:
-                    program.wait(10)
-                except subprocess.TimeoutExpired:
-                    program.kill()
-                    program.wait()
+            if program is not None:
+                proc.terminate(program)
             feed.close()
 
     def _start_program(

@@ -113,15 +113,21 @@ class Procs:
         """SIGTERM each process still running, the last started first (the sender, the worker,
         then the receiver, which keeps answering the worker's last checkpoint)."""
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            terminate(p)
             if p.stdout is not None:
                 p.stdout.close()
+
+
+def terminate(p: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM ``p`` if it still runs and wait for it to exit; SIGKILL it after ``timeout``
+    seconds."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
 
 def wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> None:

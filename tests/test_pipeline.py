@@ -26,29 +26,20 @@ def test_a_partial_pipeline_can_be_reused():
     assert run(b, inputs={"in": [b"x y"]}).output() == [b"x", b"y"]
 
 
+def words_by_first_letter():
+    """Source ``p``: the words of each input, keyed by their first letter."""
+    return wallaroo.source("p", tcp_source()).to(split).key_by(first_letter)
+
+
 def test_key_by_and_state():
-    app = wallaroo.build_application(
-        "a",
-        wallaroo.source("p", tcp_source())
-        .to(split)
-        .key_by(first_letter)
-        .to(count)
-        .to_sink(tcp_sink()),
-    )
+    app = wallaroo.build_application("a", words_by_first_letter().to(count).to_sink(tcp_sink()))
     result = run(app, inputs={"in": [b"ab ac ba ab"]})
     assert result.output() == [b"ab:1", b"ac:2", b"ba:1", b"ab:3"]
 
 
 def test_collect_sends_everything_to_one_state():
     app = wallaroo.build_application(
-        "a",
-        wallaroo.source("p", tcp_source())
-        .to(split)
-        .key_by(first_letter)
-        .to(upper)
-        .collect()
-        .to(count)
-        .to_sink(tcp_sink()),
+        "a", words_by_first_letter().to(upper).collect().to(count).to_sink(tcp_sink())
     )
     result = run(app, inputs={"in": [b"ab cd ef"]})
     assert result.output() == [b"AB:1", b"CD:2", b"EF:3"]

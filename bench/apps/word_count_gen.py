@@ -2,7 +2,8 @@
 
 A generator source keeps the input inside the engine (no sender process), so the Ray rows
 measure the engine: the generator's value is a line number, ``line_of`` looks the line up in
-``LINES`` (the same deterministic lines in every process), then split, key by word, count.
+``LINES`` (the same deterministic lines in every process), then split, key by word, count
+(the steps of ``word_count.py``).
 ``WALLAROO_BENCH_SPIN=N`` makes the count spin ``N`` rounds of integer arithmetic per word
 (the bench calibrates ``N`` to about 20 µs): the CPU-heavy variant.
 
@@ -14,6 +15,7 @@ import os
 import random
 
 import wallaroo
+from bench.apps.word_count import WordTotal, split, word_of
 
 WORDS = [f"w{i:03d}" for i in range(500)]
 
@@ -38,21 +40,6 @@ class LineNumbers:
 @wallaroo.computation(name="line")
 def line_of(number):
     return LINES[number]
-
-
-@wallaroo.computation_multi(name="split")
-def split(line):
-    return line.split()
-
-
-@wallaroo.key_extractor
-def word_of(word):
-    return word
-
-
-class WordTotal:
-    def __init__(self):
-        self.count = 0
 
 
 def spin(rounds):

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 from aws_helpers import WAYS, StreamReader, records, shouted, start
-from connector_helpers import REPO
+from connector_helpers import REPO, assert_a_missing_library_is_one_line
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -60,18 +60,9 @@ def test_each_way_of_running_the_programs_carries_data_and_stops_cleanly(procs, 
     ],
 )
 def test_a_missing_boto3_gives_one_line_naming_the_extra(procs, name, connector, extra):
-    argv = [name, "--application-module", "aws_app", "--connector", connector]
-    code = (
-        "import runpy, sys\n"
-        "sys.modules['boto3'] = None  # as if it were not installed\n"
-        f"sys.argv = {argv!r}\n"
-        f"runpy.run_module('wallaroo.connectors.{name}', run_name='__main__')\n"
-    )
-    proc = procs.python(name, "-c", code)
-    assert proc.popen.wait(20) == 2
-    proc.kill()
-    assert len(proc.lines) == 1, proc.output
-    assert proc.lines[0].endswith(
+    args = ("--application-module", "aws_app", "--connector", connector)
+    line = assert_a_missing_library_is_one_line(procs, "boto3", extra, name, *args)
+    assert line.endswith(
         f"ERROR {name}: {name} needs boto3, which is not installed: "
         f"pip install 'wallaroo-py[{extra}]'"
     )

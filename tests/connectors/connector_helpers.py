@@ -185,10 +185,10 @@ def poll_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) 
 
 def assert_a_missing_library_is_one_line(
     procs: Procs, library: str, extra: str, program: str, *args: str
-) -> None:
+) -> str:
     """Run connector program ``program`` with ``args`` as if ``library`` were not installed: it
     must exit with code 2 and one line on stderr, which names ``pip install
-    'wallaroo-py[<extra>]'``."""
+    'wallaroo-py[<extra>]'``. Returns that line."""
     script = (
         "import runpy, sys\n"
         f"sys.modules[{library!r}] = None  # as if {library} were not installed\n"
@@ -202,6 +202,7 @@ def assert_a_missing_library_is_one_line(
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert f"pip install 'wallaroo-py[{extra}]'" in lines[0], result.stderr
+    return lines[0]
 
 
 # The fixtures of tests/rabbitmq, tests/redis and tests/postgres (imported by their conftest.py).

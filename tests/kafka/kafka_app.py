@@ -13,25 +13,33 @@ COOKIE = "Kafka-Cookie"
 
 
 def application_setup(args):
-    feed = wallaroo.experimental.SourceConnectorConfig(
-        "feed",
-        encoder=encode_feed,
-        decoder=decode_feed,
-        port=int(os.environ["FEED_PORT"]),
-        cookie=COOKIE,
-        max_credits=200,
-        refill_credits=50,
-    )
-    results = wallaroo.experimental.SinkConnectorConfig(
-        "results",
-        encoder=encode_result,
-        decoder=decode_result,
-        port=int(os.environ["RESULTS_PORT"]),
-        cookie=COOKIE,
-    )
+    feed, results = connector_configs(COOKIE, decode_result)
     return wallaroo.build_application(
         "Kafka shout", wallaroo.source("shout", feed).to(shout).to_sink(results)
     )
+
+
+def connector_configs(cookie, result_decoder):
+    """The ``feed`` source and the ``results`` sink of the Kafka test apps (this one and
+    kafka_txn_app), on the ports of the environment; ``result_decoder`` gives ``(key, value)``."""
+    feed = _connector(
+        wallaroo.experimental.SourceConnectorConfig,
+        "feed",
+        encode_feed,
+        decode_feed,
+        cookie,
+        max_credits=200,
+        refill_credits=50,
+    )
+    results = _connector(
+        wallaroo.experimental.SinkConnectorConfig, "results", encode_result, result_decoder, cookie
+    )
+    return feed, results
+
+
+def _connector(config, name, encoder, decoder, cookie, **options):
+    port = int(os.environ[f"{name.upper()}_PORT"])
+    return config(name, encoder=encoder, decoder=decoder, port=port, cookie=cookie, **options)
 
 
 @wallaroo.experimental.stream_message_encoder

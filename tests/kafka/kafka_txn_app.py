@@ -7,7 +7,7 @@ sink decoder gives ``(key, value)`` to ``kafka_sink``. Ports come from the envir
 (``FEED_PORT``, ``RESULTS_PORT``).
 """
 
-import os
+from kafka_app import connector_configs
 
 import wallaroo
 import wallaroo.experimental
@@ -27,34 +27,9 @@ class Count:
 
 
 def application_setup(args):
-    feed = wallaroo.experimental.SourceConnectorConfig(
-        "feed",
-        encoder=encode_feed,
-        decoder=decode_feed,
-        port=int(os.environ["FEED_PORT"]),
-        cookie=COOKIE,
-        max_credits=200,
-        refill_credits=50,
-    )
-    results = wallaroo.experimental.SinkConnectorConfig(
-        "results",
-        encoder=encode_result,
-        decoder=decode_result,
-        port=int(os.environ["RESULTS_PORT"]),
-        cookie=COOKIE,
-    )
+    feed, results = connector_configs(COOKIE, decode_result)
     pipeline = wallaroo.source("numbered", feed).key_by(key_of).to(number).to_sink(results)
     return wallaroo.build_application("Kafka numbered", pipeline)
-
-
-@wallaroo.experimental.stream_message_encoder
-def encode_feed(value):
-    return value
-
-
-@wallaroo.experimental.stream_message_decoder
-def decode_feed(data):
-    return data.decode()
 
 
 @wallaroo.key_extractor
@@ -66,11 +41,6 @@ def key_of(text):
 def number(text, state):
     state.n += 1
     return f"{text.upper()}#{state.n}"
-
-
-@wallaroo.experimental.stream_message_encoder
-def encode_result(text):
-    return text
 
 
 @wallaroo.experimental.stream_message_decoder

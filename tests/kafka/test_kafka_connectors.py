@@ -10,7 +10,7 @@ import signal
 from collections import Counter
 
 import pytest
-from connector_helpers import write_module
+from connector_helpers import assert_a_missing_library_is_one_line, write_module
 from kafka_helpers import Kafka, record, start_sink, start_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
@@ -76,18 +76,10 @@ def test_a_killed_source_restarts_where_the_worker_is_and_loses_nothing(procs, k
 
 @pytest.mark.parametrize("name", ["kafka_source", "kafka_sink"])
 def test_without_confluent_kafka_one_line_names_the_extra(procs, name):
-    code = (
-        "import runpy, sys\n"
-        "sys.modules['confluent_kafka'] = None\n"
-        f"sys.argv = ['{name}', '--application-module', 'kafka_app', '--connector', 'feed']\n"
-        f"runpy.run_module('wallaroo.connectors.{name}', run_name='__main__')\n"
-    )
-    proc = procs.python(name, "-c", code)
-    assert proc.popen.wait(20) == 2
-    proc.kill()
-    assert len(proc.lines) == 1, proc.output
-    assert "confluent-kafka" in proc.lines[0]
-    assert proc.lines[0].endswith("pip install 'wallaroo-py[kafka]'")
+    args = ("--application-module", "kafka_app", "--connector", "feed")
+    line = assert_a_missing_library_is_one_line(procs, "confluent_kafka", "kafka", name, *args)
+    assert "confluent-kafka" in line
+    assert line.endswith("pip install 'wallaroo-py[kafka]'")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -36,16 +36,20 @@ def numbers(start: int, n: int) -> list[bytes]:
     return [str(i).encode() for i in range(start, start + n)]
 
 
-class Receiver:
-    """Plays the TCP sink's peer: counts the lines the worker writes."""
+class TcpPeer:
+    """A server on a free port that takes connections one after the other and hands every
+    chunk it reads to :meth:`received`, until :meth:`close`."""
 
     def __init__(self) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
-        self.lines = 0
+        self.connections = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def received(self, chunk: bytes) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         self.server.settimeout(0.2)
@@ -54,16 +58,33 @@ class Receiver:
                 conn, _ = self.server.accept()
             except TimeoutError:
                 continue
+            self.connections += 1
             with conn:
                 conn.settimeout(0.2)
                 while not self._stop.is_set():
                     try:
-                        data = conn.recv(65536)
+                        chunk = conn.recv(65536)
                     except TimeoutError:
                         continue
-                    if not data:
+                    if not chunk:
                         break
-                    self.lines += data.count(b"\n")
+                    self.received(chunk)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.server.close()
+
+
+class Receiver(TcpPeer):
+    """Plays the TCP sink's peer: counts the lines the worker writes."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        super().__init__()
+
+    def received(self, chunk: bytes) -> None:
+        self.lines += chunk.count(b"\n")
 
     def wait_lines(self, n: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -71,11 +92,6 @@ class Receiver:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the sink got {self.lines} lines, expected {n}")
             time.sleep(0.05)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.server.close()
 
 
 class WorkerProcess:

@@ -6,13 +6,11 @@ The expected bytes are built here from the spec's layout with ``struct``, indepe
 
 import asyncio
 import logging
-import socket
 import struct
-import threading
 import time
 
 import pytest
-from metrics_helpers import WorkerProcess, numbers
+from metrics_helpers import TcpPeer, WorkerProcess, numbers
 
 from wallaroo.engine.clock import SystemClock
 from wallaroo.engine.deadletter import DeadLetterStatistics
@@ -120,36 +118,15 @@ def test_the_reporter_sends_period_deltas_from_the_first_value_on():
     )
 
 
-class FakeHub:
+class FakeHub(TcpPeer):
     """The original's metrics receiver: accepts one worker and keeps every byte."""
 
     def __init__(self):
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
         self.data = bytearray()
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _run(self):
-        self.server.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            self.connections += 1
-            with conn:
-                conn.settimeout(0.2)
-                while not self._stop.is_set():
-                    try:
-                        chunk = conn.recv(65536)
-                    except TimeoutError:
-                        continue
-                    if not chunk:
-                        break
-                    self.data += chunk
+    def received(self, chunk):
+        self.data += chunk
 
     def frames(self):
         """Whole frames received so far: (type, body, raw bytes)."""
@@ -162,11 +139,6 @@ class FakeHub:
             out.append((raw[4], raw[5:], raw))
             pos += 4 + size
         return out
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(5)
-        self.server.close()
 
 
 def read_text(body, pos):

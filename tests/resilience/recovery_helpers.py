@@ -1,5 +1,6 @@
-"""What the recovery tests share: the counting worker's command and environment, the final
-count per key of what the sink received, and waiting for the counts before a clean stop."""
+"""What the recovery tests share: the counting worker's command and environment, the feeder,
+the final count per key of what the sink received, waiting for the counts before a clean stop,
+and the clean-up and checks at the end."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from endpoint import Endpoint
 
@@ -49,6 +51,35 @@ def counting_worker(
                "--resilience-dir", str(resilience_dir),
                "--time-between-checkpoints", str(interval_ns), *flags]  # fmt: skip
     return command, env
+
+
+def start_feeder(
+    total: int, keys: int, pause: str, env: dict[str, str], stderr: IO[str]
+) -> subprocess.Popen[bytes]:
+    """``feeder.py``: ``total`` records over ``keys`` keys to counting_app's ``keys`` source,
+    ``pause`` seconds between batches, over a connector that resends what was not acked."""
+    command = [sys.executable, str(HERE / "feeder.py"), str(total), str(keys), pause,
+               "--application-module", "counting_app", "--connector", "keys"]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def kill_all(procs: Iterable[subprocess.Popen[bytes] | None], files: Iterable[IO[str]]) -> None:
+    """SIGKILL each of ``procs`` still running (``None`` stands for one never started), then
+    close ``files``."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+    for f in files:
+        f.close()
+
+
+def assert_recovered(tmp_path: Path, sink: Endpoint, expected: dict[str, int], times: int) -> None:
+    """The sink's final counts are ``expected`` and the worker logs (``w*.log`` in ``tmp_path``)
+    recovered from a checkpoint at least ``times`` times."""
+    text = "".join(p.read_text() for p in sorted(tmp_path.glob("w*.log")))
+    assert final_counts(sink.lines()) == expected, text[-3000:]
+    assert text.count("recovering from checkpoint") >= times, text[-3000:]
 
 
 RUNNING = "is running application"

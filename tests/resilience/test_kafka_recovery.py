@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from endpoint import Endpoint
-from recovery_helpers import counting_worker, final_counts, settle_and_stop
+from recovery_helpers import assert_recovered, counting_worker, kill_all, settle_and_stop
 
 
 def produce(bootstrap, topic, values, pause):
@@ -64,13 +64,6 @@ def test_builtin_kafka_source_recovers_exactly_from_checkpointed_offsets(tmp_pat
         expected = {f"k{i}": total // keys for i in range(keys)}
         settle_and_stop(worker, sink, expected, 60, tmp_path / f"w{len(logs) - 1}.log")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for f in logs:
-            f.close()
+        kill_all(procs, logs)
         sink.close()
-    text = "".join(p.read_text() for p in sorted(tmp_path.glob("w*.log")))
-    assert final_counts(sink.lines()) == expected, text[-3000:]
-    assert text.count("recovering from checkpoint") >= 3
+    assert_recovered(tmp_path, sink, expected, 3)

@@ -17,7 +17,9 @@ from wallaroo.experimental.connectors import FramedFileReader, MultiSourceConnec
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "correctness"))
+sys.path.insert(0, str(ROOT))  # bench.proc
 import sequence_check  # noqa: E402
+from bench.proc import terminate  # noqa: E402
 
 
 @pytest.mark.slow
@@ -80,13 +82,7 @@ def test_an_unacknowledged_end_of_stream_is_replayed_after_a_worker_crash(tmp_pa
     finally:
         connector.shutdown()
         for proc in (worker, sink):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            terminate(proc, timeout=20)
         for f in logs:
             f.close()
     assert sequence_check.per_key(committed) == {f"k{k:03d}": list(range(100)) for k in range(10)}

@@ -3,12 +3,18 @@ command; the connector replays and the keyed state ends exact (exactly-once stat
 
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 from endpoint import Endpoint
-from recovery_helpers import HERE, counting_worker, final_counts, settle_and_stop
+from recovery_helpers import (
+    assert_recovered,
+    counting_worker,
+    final_counts,
+    kill_all,
+    settle_and_stop,
+    start_feeder,
+)
 
 
 @pytest.mark.slow
@@ -33,22 +39,7 @@ def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
     total, keys = 6000, 30
     try:
         worker = start_worker()
-        feeder = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "feeder.py"),
-                str(total),
-                str(keys),
-                "0.02",
-                "--application-module",
-                "counting_app",
-                "--connector",
-                "keys",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file("feeder.log"),
-        )
+        feeder = start_feeder(total, keys, "0.02", env, log_file("feeder.log"))
         procs.append(feeder)
         for _ in range(3):
             deadline = time.monotonic() + 20
@@ -62,16 +53,9 @@ def test_worker_sigkill_and_restart_keeps_state_exact(tmp_path):
         expected = {f"k{i}": total // keys for i in range(keys)}
         settle_and_stop(worker, sink, expected, 30, worker_logs[-1])
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for f in files:
-            f.close()
+        kill_all(procs, files)
         sink.close()
-    logs = "".join(p.read_text() for p in sorted(tmp_path.glob("w*.log")))
-    assert final_counts(sink.lines()) == expected, logs[-3000:]
-    assert logs.count("recovering from checkpoint") >= 3
+    assert_recovered(tmp_path, sink, expected, 3)
 
 
 @pytest.mark.slow
@@ -84,22 +68,7 @@ def test_a_crash_at_each_point_of_a_checkpoint_recovers_exactly(tmp_path, point)
     crashing = subprocess.Popen(
         cmd, env={**env, "WALLAROO_CRASH_POINT": f"{point}:4"}, stderr=logs[0]
     )
-    feeder = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "feeder.py"),
-            str(total),
-            str(keys),
-            "0.01",
-            "--application-module",
-            "counting_app",
-            "--connector",
-            "keys",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=logs[1],
-    )
+    feeder = start_feeder(total, keys, "0.01", env, logs[1])
     worker = None
     try:
         assert crashing.wait(60) == -signal.SIGKILL
@@ -108,12 +77,7 @@ def test_a_crash_at_each_point_of_a_checkpoint_recovers_exactly(tmp_path, point)
         expected = {f"k{i}": total // keys for i in range(keys)}
         settle_and_stop(worker, sink, expected, 60, tmp_path / "2.log")
     finally:
-        for p in (crashing, feeder, worker):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
-        for f in logs:
-            f.close()
+        kill_all((crashing, feeder, worker), logs)
         sink.close()
     logs_text = "\n".join(
         f"--- {p.name}\n" + p.read_text()[-2000:] for p in sorted(tmp_path.glob("*.log"))
