@@ -50,6 +50,11 @@ def check_port(port: Any, what: str) -> int:
 
 
 def check_host(host: Any, what: str) -> str:
+    """Return ``host`` if it is a non-empty string.
+
+    Raises:
+        WallarooParameterError: it is not; the message starts with ``what``.
+    """
     if not isinstance(host, str) or not host:
         raise WallarooParameterError(f"{what} host must be a non-empty string, got {host!r}")
     return host
@@ -73,6 +78,11 @@ def check_decoder(decoder: Any, what: str, *, framed: bool) -> Any:
 
 
 def check_encoder(encoder: Any, what: str) -> Any:
+    """Return ``encoder`` if it has a callable ``encode``.
+
+    Raises:
+        WallarooParameterError: it has not; the message names ``what`` and the decorators.
+    """
     if not callable(getattr(encoder, "encode", None)):
         raise WallarooParameterError(
             f"{what} needs an encoder (decorate a function with @wallaroo.encoder or "

@@ -111,6 +111,7 @@ class Computation(_Decorated):
     multi: bool
 
     def name(self) -> str:
+        """The computation's name (the original API's method)."""
         return self.comp_name
 
 
@@ -130,9 +131,15 @@ class StateComputation(_Decorated):
     state_factory: Callable[[], Any] | None
 
     def name(self) -> str:
+        """The computation's name (the original API's method)."""
         return self.comp_name
 
     def initial_state(self) -> Any:
+        """A new state object from the state class.
+
+        Raises:
+            WallarooParameterError: the computation has no state class.
+        """
         if self.state_factory is None:
             raise WallarooParameterError(
                 f"state computation '{self.comp_name}' has no state class; pass one to "
@@ -148,6 +155,11 @@ class KeyExtractor(_Decorated):
     fn: Fn
 
     def extract_key(self, data: Any) -> str:
+        """The key of ``data``, normalised to a str.
+
+        Raises:
+            TypeError: the function returned something that cannot be a key.
+        """
         return normalize_key(self.fn(data))
 
 
@@ -166,15 +178,19 @@ class Decoder(_Decorated):
     kind: Literal["framed", "stream", "octet"]
 
     def header_length(self) -> int:
+        """The length in bytes of a TCP frame's header."""
         return self.header_len
 
     def payload_length(self, header: bytes) -> int:
+        """The payload length a frame header gives (unpacked with ``length_fmt``)."""
         return int(struct.unpack(self.length_fmt, header)[0])
 
     def decode(self, payload: bytes) -> Any:
+        """The message the decorated function makes of ``payload``."""
         return self.fn(payload)
 
     def decoder(self) -> Fn:
+        """The decorated function."""
         return self.fn
 
 
@@ -186,9 +202,13 @@ class Encoder(_Decorated):
     kind: Literal["plain", "stream", "octet"]
 
     def encode(self, data: Any) -> bytes | None:
+        """The bytes of ``data``: the decorated function's result, ``str`` as UTF-8; None to write
+        nothing.
+        """
         return to_bytes(self.fn(data))
 
     def encoder(self) -> Fn:
+        """The decorated function."""
         return self.fn
 
 

@@ -23,6 +23,18 @@ __all__ = ["LoadedApplication", "import_application_module", "load_application"]
 
 @dataclass(frozen=True, slots=True)
 class LoadedApplication:
+    """An application set up from its module.
+
+    Attributes:
+        application: the application description (what ``application_setup`` returned).
+        module: the application module (for a setup function, the module defining it), or
+            None when an :class:`Application` was given directly.
+        serialize: serialises state for checkpoints and dead-letter payloads: the module's
+            ``serialize`` when it defines both ``serialize`` and ``deserialize``, else
+            :func:`wallaroo.serialization.serialize`.
+        deserialize: the inverse of ``serialize``.
+    """
+
     application: Application
     module: ModuleType | None
     serialize: Callable[[Any], bytes]

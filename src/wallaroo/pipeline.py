@@ -36,6 +36,7 @@ class Pipeline:
 
     @property
     def name(self) -> str:
+        """The pipeline's name."""
         return self._name
 
     @property

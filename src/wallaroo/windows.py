@@ -50,6 +50,7 @@ class Aggregation:
     """
 
     def name(self) -> str:
+        """The aggregation's name in metrics and logs (default: the class name)."""
         return type(self).__name__
 
 
@@ -104,6 +105,7 @@ class RangeWindows:
     aggregation: Aggregation
 
     def as_step(self) -> Any:
+        """This window as a pipeline step (a ``WindowStep``)."""
         from wallaroo.plan.logical import WindowStep
 
         return WindowStep(self)
@@ -117,6 +119,7 @@ class CountWindows:
     aggregation: Aggregation
 
     def as_step(self) -> Any:
+        """This window as a pipeline step (a ``WindowStep``)."""
         from wallaroo.plan.logical import WindowStep
 
         return WindowStep(self)
@@ -189,6 +192,12 @@ class CountWindowsBuilder:
         self._count = count
 
     def over(self, aggregation: Any) -> CountWindows:
+        """The window step, aggregating with ``aggregation`` (a class, instantiated here).
+
+        Raises:
+            WallarooParameterError: it lacks a method of :class:`Aggregation`, or one takes the
+                wrong number of arguments.
+        """
         return CountWindows(self._count, _aggregation(aggregation, "over"))
 
 
@@ -203,24 +212,30 @@ def count_windows(count: int) -> CountWindowsBuilder:
 
 
 def nanoseconds(x: float) -> int:
+    """``x`` nanoseconds, as an int of nanoseconds (truncated)."""
     return int(x)
 
 
 def microseconds(x: float) -> int:
+    """``x`` microseconds in nanoseconds (truncated to an int)."""
     return int(x * 1_000)
 
 
 def milliseconds(x: float) -> int:
+    """``x`` milliseconds in nanoseconds (truncated to an int)."""
     return int(x * 1_000_000)
 
 
 def seconds(x: float) -> int:
+    """``x`` seconds in nanoseconds (truncated to an int)."""
     return int(x * 1_000_000_000)
 
 
 def minutes(x: float) -> int:
+    """``x`` minutes in nanoseconds (truncated to an int)."""
     return int(x * 60_000_000_000)
 
 
 def hours(x: float) -> int:
+    """``x`` hours in nanoseconds (truncated to an int)."""
     return int(x * 3_600_000_000_000)

@@ -115,6 +115,7 @@ async def _run(lines: list[str], deadletters: str) -> tuple[dict[str, int], int,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``wallaroo demo [options]``; return 0 when the counts match, else 1."""
     parser = argparse.ArgumentParser(
         prog="wallaroo demo",
         description="A word count through a real worker, all in this process: a TCP sender, "

@@ -37,6 +37,9 @@ Use 'wallaroo COMMAND --help' for a command's options.
 
 
 def connector_names() -> list[str]:
+    """The connectors ``wallaroo connector NAME`` can run: the public modules of
+    :mod:`wallaroo.connectors`, sorted.
+    """
     import wallaroo.connectors
 
     return sorted(
@@ -71,6 +74,9 @@ def _connector(args: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``wallaroo COMMAND ...``: run the command; return its exit status (2 for a usage error
+    or an unknown command).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)

@@ -84,6 +84,9 @@ async def _serve(host: str, port: int, receiver: _Receiver) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``wallaroo receive --listen HOST:PORT``: print what the sink writes until SIGINT or
+    SIGTERM; return 0, or 2 for a bad address or one it cannot listen on.
+    """
     args = _parser().parse_args(argv)
     try:
         host, port = parse_address(args.listen, "--listen")

@@ -168,6 +168,9 @@ def _connect(address: tuple[str, int], timeout: float) -> socket.socket:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``wallaroo send``: send the messages; return 0, 1 when sending failed part way, or 2
+    for bad options or when the source cannot be reached.
+    """
     args = _parser().parse_args(argv)
     try:
         host, port = parse_address(args.host, "--host")

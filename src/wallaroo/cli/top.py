@@ -205,6 +205,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``wallaroo top HOST:PORT``: print the metrics table; return 0, or 1 when the endpoint
+    cannot be read.
+    """
     args = _parser().parse_args(argv)
     url = stats_url(args.address)
     tty = sys.stdout.isatty()

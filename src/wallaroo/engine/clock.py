@@ -30,9 +30,11 @@ class SystemClock:
     __slots__ = ()
 
     def now_ns(self) -> int:
+        """``time.time_ns()``: wall-clock nanoseconds since the Unix epoch."""
         return time.time_ns()
 
     def monotonic_ns(self) -> int:
+        """``time.monotonic_ns()``: a monotonic reading in nanoseconds."""
         return time.monotonic_ns()
 
 
@@ -55,11 +57,13 @@ class MockClock:
         self._step = auto_advance_ns
 
     def now_ns(self) -> int:
+        """The current time in nanoseconds; the clock then moves on by ``auto_advance_ns``."""
         now = self._now
         self._now += self._step
         return now
 
     def monotonic_ns(self) -> int:
+        """The current time in nanoseconds, without moving the clock."""
         return self._now
 
     def advance(self, ns: int) -> None:

@@ -40,6 +40,27 @@ DEFAULT_FILENAME = "deadletter.jsonl"
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """One message that could not be processed, as written to the dead-letter file.
+
+    Attributes:
+        time: when it was recorded, ISO 8601 in UTC with microseconds
+            (``2026-11-26T22:10:35.123456Z``), from the engine's clock when the engine gave
+            one, else the system clock.
+        worker: the worker the message came from.
+        pipeline: the pipeline it failed in.
+        stage: what failed: a computation's name, ``decoder <name>``, ``encoder of sink
+            <name>``, a key function's label...
+        stream_id: the input stream it came on (a connector stream id), or None when unknown.
+        message_id: its id on that stream (a connector message id, a Kafka offset), or None.
+        key: its routing key when it failed in a keyed stage, else None.
+        error_type: the exception's class, ``module.QualName`` (just ``QualName`` for builtins
+            and ``__main__``).
+        message: the error's text.
+        traceback: the innermost frame, ``file:line in function`` (empty when there was none).
+        payload: the failing input, base64 (see the module docstring).
+        payload_encoding: how ``payload`` was made: ``"raw"``, ``"pickle"`` or ``"repr"``.
+    """
+
     time: str
     worker: str
     pipeline: str
@@ -58,11 +79,21 @@ class DeadLetter:
         return base64.b64decode(self.payload)
 
     def to_json(self) -> str:
+        """The record as one line of JSON (non-ASCII kept as is), the dead-letter file's format."""
         return json.dumps(asdict(self), ensure_ascii=False, separators=(", ", ": "))
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterStatistics:
+    """A snapshot of a :class:`DeadLetterLog`'s counters.
+
+    Attributes:
+        total: dead letters recorded since the log was created (one that could not be written
+            to the file raised instead and is not counted).
+        by_stage: ``(stage, count)`` pairs, sorted by stage.
+        path: the JSON Lines file, or None when the letters are kept in memory only.
+    """
+
     total: int
     by_stage: tuple[tuple[str, int], ...]
     path: str | None
@@ -92,6 +123,9 @@ def last_frame(tb: TracebackType | None) -> str:
 
 
 def error_type(exc: BaseException) -> str:
+    """The name a dead letter gives ``exc``'s class: ``module.QualName``, or ``QualName`` for
+    builtins and classes defined in ``__main__``.
+    """
     cls = type(exc)
     module = cls.__module__
     return (
@@ -207,6 +241,7 @@ class DeadLetterLog:
 
     @property
     def total(self) -> int:
+        """How many dead letters were recorded so far."""
         return self._total
 
     def close(self) -> None:
@@ -229,6 +264,7 @@ class DeadLetterLog:
             )
 
     def statistics(self) -> DeadLetterStatistics:
+        """A snapshot of the counters (safe from any thread)."""
         with self._lock:
             by_stage = tuple(sorted(self._counts.items()))
             return DeadLetterStatistics(

@@ -55,6 +55,17 @@ class LineInfo:
 
 @dataclass(frozen=True, slots=True)
 class FusedSegment:
+    """A segment compiled by :func:`fuse`.
+
+    Attributes:
+        fn: the generated batch function, called ``fn(values, keys, times, *outputs)`` (see
+            :func:`fuse`).
+        lines: what each line of the generated source does, by line number (1-based); names
+            the failing operation of a dead letter.
+        source: the generated source text, for debugging.
+        outputs: how many output lists ``fn`` takes after ``times``.
+    """
+
     fn: Callable[..., None]
     lines: Mapping[int, LineInfo]
     source: str

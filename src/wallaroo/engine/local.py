@@ -120,6 +120,9 @@ class LocalEngine:
             window.rebuild()
 
     def statistics(self) -> EngineStatistics:
+        """A snapshot of every segment's, sink's, state store's and window's counters, and of the
+        dead-letter log's.
+        """
         return EngineStatistics(
             tuple(self.segments[i].statistics() for i in sorted(self.segments)),
             tuple(s.statistics() for s in self.sinks),

@@ -50,7 +50,23 @@ class Route(Protocol):
 class SinkPort(Protocol):
     """Where a sink's encoded outputs go (a socket writer, a list in tests...)."""
 
-    def write(self, payloads: list[bytes]) -> None: ...
+    def write(self, payloads: list[bytes]) -> None:
+        """Hand on one batch of a sink's encoded outputs, in the order the sink produced them.
+
+        :class:`SinkRunner` calls it from inside a segment's run, with a non-empty batch. The port
+        owns delivery: it may send at once, buffer (the worker's TCP and connector outputs, which
+        close the backpressure gate past their high-water mark) or wait for room (the Ray
+        backend's sink channels). An exception it raises propagates out of
+        :meth:`SegmentRunner.run`; it does not become a dead letter.
+
+        Args:
+            payloads: for an ordinary sink, bytes: the runner has already turned ``str`` results
+                into UTF-8 and ``bytearray``/``memoryview`` into bytes, and made dead letters of
+                anything else. For a sink whose config sets ``payloads_are_bytes = False``
+                (:attr:`SinkPlan.bytes_only` is False), the encoder's results as they are, e.g.
+                the Kafka sink's ``(value, key, partition)`` tuples.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +90,18 @@ class SegmentStatistics:
 
 @dataclass(frozen=True, slots=True)
 class SinkStatistics:
+    """A sink's counters, kept by its :class:`SinkRunner`.
+
+    Attributes:
+        index: the sink's index in the plan.
+        name: the sink's name.
+        messages: outputs handed to the sink's port.
+        bytes: total size in bytes of those outputs (counted for sinks that take bytes only;
+            0 for a sink whose encoder results go on as they are).
+        dead_letters: encoder results that were not bytes, str or None, made dead letters
+            instead of being written.
+    """
+
     index: int
     name: str
     messages: int
@@ -109,6 +137,12 @@ class SinkRunner:
         self.dead_letters = 0
 
     def write(self, items: list[Any]) -> None:
+        """Check a batch of encoder results and hand it to the port, counting it.
+
+        For a sink that takes bytes, ``str`` results become UTF-8, ``bytearray`` and
+        ``memoryview`` become bytes, and any other type becomes a dead letter; nothing is
+        written when no result is left. Otherwise the results go on unchecked.
+        """
         if not self.plan.bytes_only:
             self.messages += len(items)
             self.port.write(items)
@@ -145,6 +179,7 @@ class SinkRunner:
         return good
 
     def statistics(self) -> SinkStatistics:
+        """A snapshot of this sink's counters."""
         return SinkStatistics(
             self.plan.index, self.plan.name, self.messages, self.nbytes, self.dead_letters
         )
@@ -211,6 +246,7 @@ class SegmentRunner:
 
     @property
     def generated_source(self) -> str:
+        """The source text of the segment's generated batch function (for debugging)."""
         return self._fused.source
 
     def run(
@@ -321,6 +357,7 @@ class SegmentRunner:
         return (label, f"{type(exc).__name__}: {exc}", value)
 
     def statistics(self) -> SegmentStatistics:
+        """A snapshot of the segment's counters, without latency histograms."""
         return SegmentStatistics(
             self.plan.id,
             self.plan.name,
@@ -383,5 +420,6 @@ class TimedSegmentRunner(SegmentRunner):
         self.end_to_end.record(self._mono() - start, len(values))
 
     def statistics(self) -> SegmentStatistics:
+        """The segment's counters with snapshots of its latency histograms."""
         e2e = self.end_to_end.snapshot() if self.end_to_end is not None else None
         return replace(super().statistics(), latency=self.latency.snapshot(), end_to_end=e2e)

@@ -20,6 +20,14 @@ __all__ = ["StateStatistics", "StateStore"]
 
 @dataclass(frozen=True, slots=True)
 class StateStatistics:
+    """A snapshot of one :class:`StateStore`.
+
+    Attributes:
+        name: the state name.
+        keys: keys that have a state object.
+        key_groups_used: key groups holding at least one key.
+    """
+
     name: str
     keys: int
     key_groups_used: int
@@ -48,9 +56,13 @@ class StateStore:
         return state
 
     def get(self, key: str) -> Any | None:
+        """The state of ``key``, or None when it has none yet."""
         return self.states.get(key)
 
     def keys_in_group(self, group: int) -> list[str]:
+        """The keys of key group ``group`` (a copy), in the order their states were created or
+        restored.
+        """
         return list(self._members[group])
 
     def snapshot_group(self, group: int) -> dict[str, Any]:
@@ -75,5 +87,6 @@ class StateStore:
         self._members[group] = []
 
     def statistics(self) -> StateStatistics:
+        """A snapshot of the store's size."""
         used = sum(1 for m in self._members if m)
         return StateStatistics(self.name, len(self.states), used)

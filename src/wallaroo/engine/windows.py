@@ -54,6 +54,21 @@ class WindowState:
 
 @dataclass(frozen=True, slots=True)
 class WindowStatistics:
+    """A snapshot of one window step's runner.
+
+    Attributes:
+        name: the window step's name (its aggregation's).
+        keys: keys that have window state.
+        open_windows: for range windows, panes holding data across all keys; for count
+            windows, keys with a partial window.
+        watermark: range windows: the largest event time seen (or reached while idle), in
+            nanoseconds since the epoch; always 0 for count windows.
+        fired: windows fired (an output that was None still counts).
+        late: range windows: messages that arrived after every window holding them had fired
+            (handled by the late data policy); always 0 for count windows.
+        dead_letters: aggregation calls that raised (``update``, ``combine``, ``output``).
+    """
+
     name: str
     keys: int
     open_windows: int
@@ -116,6 +131,11 @@ class CountWindowRunner(_Runner):
     """Emits every ``count`` messages per key; a partial window is kept until it fills."""
 
     def send(self, values: list[Any], keys: list[str], times: list[int] | None = None) -> None:
+        """Add a keyed batch to each key's open window; emit the windows that reach ``count``.
+
+        ``times`` is ignored; an emitted output carries the engine clock's ``now_ns`` as its
+        time.
+        """
         del times  # count windows do not depend on time
         spec: CountWindows = self.plan.spec
         states = self.store.states
@@ -145,6 +165,7 @@ class CountWindowRunner(_Runner):
         """Nothing to rebuild: the state is complete."""
 
     def statistics(self) -> WindowStatistics:
+        """A snapshot of the runner's counters."""
         open_windows = sum(1 for ws in self.store.states.values() if ws.panes)
         return WindowStatistics(
             self.plan.name,
@@ -178,6 +199,13 @@ class RangeWindowRunner(_Runner):
 
     # -- input --------------------------------------------------------------------------------
     def send(self, values: list[Any], keys: list[str], times: list[int] | None = None) -> None:
+        """Add a keyed batch to its windows, moving the watermark first.
+
+        Each message whose event time passes the watermark moves it there, and the windows due
+        fire before the message is added. A message too late for every window holding it is
+        counted in ``late`` and handled by the late data policy. What fires is emitted once, at
+        the end of the batch. ``times`` defaults to the engine clock's ``now_ns``.
+        """
         if times is None:
             times = [self._clock.now_ns()] * len(values)
         out: tuple[list[Any], list[str], list[int]] = ([], [], [])
@@ -324,6 +352,7 @@ class RangeWindowRunner(_Runner):
         self._last_input_wall = self._clock.monotonic_ns()
 
     def statistics(self) -> WindowStatistics:
+        """A snapshot of the runner's counters."""
         open_windows = sum(len(ws.panes) for ws in self.store.states.values())
         return WindowStatistics(
             self.plan.name,

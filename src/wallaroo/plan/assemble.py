@@ -38,6 +38,12 @@ def _kind(obj: Any) -> str:
 
 
 def stateless_step(computation: Any, method: str, *, parallel: bool = False) -> StatelessStep:
+    """The step of ``to(computation)`` (or ``to_parallel`` with ``parallel``).
+
+    Raises:
+        WallarooParameterError: ``computation`` is not a decorated computation; the message
+            names ``method``.
+    """
     if isinstance(computation, Computation):
         return StatelessStep(computation, parallel=parallel)
     raise WallarooParameterError(
@@ -53,6 +59,14 @@ def state_step(
     state_name: str | None = None,
     initial_keys: Iterable[Any] | None = None,
 ) -> StatefulStep:
+    """The step of a state computation over the state ``state_name`` (default: the
+    computation's name), created per key by ``state_factory`` (default: the computation's
+    state class); ``initial_keys`` have a state from the start.
+
+    Raises:
+        WallarooParameterError: ``computation`` is not a decorated state computation, there
+            is no usable state class or name, or the keys are not a list of unique keys.
+    """
     if not isinstance(computation, StateComputation):
         raise WallarooParameterError(
             f"{method}() takes a state computation decorated with "
@@ -95,6 +109,11 @@ def _check_keys(keys: Iterable[Any] | None, method: str) -> tuple[str, ...]:
 
 
 def key_step(extractor: Any, method: str, decorator: str) -> KeyExtractor:
+    """``extractor``, checked to be a decorated key function.
+
+    Raises:
+        WallarooParameterError: it is not; the message names ``method`` and ``decorator``.
+    """
     if isinstance(extractor, KeyExtractor):
         return extractor
     raise WallarooParameterError(
@@ -104,6 +123,11 @@ def key_step(extractor: Any, method: str, decorator: str) -> KeyExtractor:
 
 
 def check_source_config(config: Any, method: str) -> Any:
+    """Return ``config`` if it is a source config.
+
+    Raises:
+        WallarooParameterError: it is not.
+    """
     if isinstance(config, SOURCE_CONFIG_TYPES):
         return config
     raise WallarooParameterError(
@@ -113,6 +137,11 @@ def check_source_config(config: Any, method: str) -> Any:
 
 
 def check_sink_config(config: Any, method: str) -> Any:
+    """Return ``config`` if it is a sink config.
+
+    Raises:
+        WallarooParameterError: it is not.
+    """
     if isinstance(config, SINK_CONFIG_TYPES):
         return config
     raise WallarooParameterError(

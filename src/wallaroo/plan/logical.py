@@ -39,6 +39,7 @@ class StatelessStep:
 
     @property
     def label(self) -> str:
+        """The computation's name."""
         return self.computation.comp_name
 
 
@@ -57,6 +58,7 @@ class StatefulStep:
 
     @property
     def label(self) -> str:
+        """The state computation's name."""
         return self.computation.comp_name
 
 
@@ -68,6 +70,7 @@ class KeyBy:
 
     @property
     def label(self) -> str:
+        """``key_by(<function name>)``."""
         return f"key_by({getattr(self.extractor.fn, '__name__', 'key')})"
 
 
@@ -79,6 +82,7 @@ class Collect:
 
     @property
     def label(self) -> str:
+        """``collect``."""
         return "collect"
 
 
@@ -91,6 +95,7 @@ class WindowStep:
 
     @property
     def label(self) -> str:
+        """The aggregation's ``name()``, else its class name."""
         name = self.spec.aggregation.name()
         return name if isinstance(name, str) and name else type(self.spec.aggregation).__name__
 
@@ -119,6 +124,7 @@ class Flow:
         return bool(self.steps) and isinstance(self.steps[-1], KeyBy)
 
     def sources(self) -> list[SourceSpec]:
+        """Every source feeding this flow, depth first, in input order."""
         found: list[SourceSpec] = []
         for item in self.inputs:
             found.extend([item] if isinstance(item, SourceSpec) else item.sources())

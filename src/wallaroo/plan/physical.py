@@ -121,6 +121,18 @@ class WindowPlan:
 
 @dataclass(frozen=True, slots=True)
 class SegmentPlan:
+    """A segment: operations fused into one loop, ending in one target.
+
+    Attributes:
+        id: the segment's id (its index in :attr:`PhysicalPlan.segments`).
+        name: ``pipeline/where/op+op...``, for logs and metrics.
+        pipeline: the pipeline it belongs to.
+        keyed: it runs on keyed messages (where state lives); False for a source segment.
+        ops: its operations, in order.
+        target: where its outputs go.
+        source: the index of the source it starts at, for a source segment; else None.
+    """
+
     id: int
     name: str
     pipeline: str
@@ -132,6 +144,18 @@ class SegmentPlan:
 
 @dataclass(frozen=True, slots=True)
 class SourcePlan:
+    """A source of the application.
+
+    Attributes:
+        index: the source's index in :attr:`PhysicalPlan.sources`.
+        name: the source's name (unique in the application).
+        pipeline: the pipeline it feeds.
+        config: its source config.
+        segment: the id of its source segment.
+        default_key: the source's name, the key of its messages when a state step has no
+            ``key_by`` (as :attr:`Exchange.source_key`).
+    """
+
     index: int
     name: str
     pipeline: str
@@ -155,6 +179,14 @@ class SinkPlan:
 
 @dataclass(frozen=True, slots=True)
 class StatePlan:
+    """A state name of the application.
+
+    Attributes:
+        name: the state name.
+        factory: creates a key's state object (called with no arguments).
+        initial_keys: keys whose state exists from the start.
+    """
+
     name: str
     factory: Any
     initial_keys: tuple[str, ...]
@@ -162,6 +194,18 @@ class StatePlan:
 
 @dataclass(frozen=True, slots=True)
 class PhysicalPlan:
+    """The whole application as an engine runs it.
+
+    Attributes:
+        app_name: the application's name.
+        sources: the sources, by index.
+        segments: the segments, by id.
+        sinks: the sinks, by index.
+        states: the state names.
+        key_groups: how many key groups keys are hashed into.
+        windows: the window steps, by id.
+    """
+
     app_name: str
     sources: tuple[SourcePlan, ...]
     segments: tuple[SegmentPlan, ...]
@@ -176,6 +220,11 @@ class PhysicalPlan:
         return bool(self.windows)
 
     def source(self, name: str) -> SourcePlan:
+        """The source named ``name``.
+
+        Raises:
+            KeyError: there is none; the message lists the sources.
+        """
         for s in self.sources:
             if s.name == name:
                 return s
@@ -183,6 +232,11 @@ class PhysicalPlan:
         raise KeyError(f"no source named {name!r} (sources: {known})")
 
     def sink(self, name: str) -> SinkPlan:
+        """The sink named ``name``.
+
+        Raises:
+            KeyError: there is none; the message lists the sinks.
+        """
         for s in self.sinks:
             if s.name == name:
                 return s

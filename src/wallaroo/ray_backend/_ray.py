@@ -99,14 +99,19 @@ class RayTransport:
         self.ray = import_ray()
 
     def done(self, refs: Sequence[Any]) -> list[Any]:
+        """The refs among ``refs`` whose calls have finished (no waiting)."""
         ready, _ = self.ray.wait(list(refs), num_returns=len(refs), timeout=0)
         return list(ready)
 
     def wait_oldest(self, ref: Any, timeout: float) -> bool:
+        """Wait until ``ref``'s call finished; False after ``timeout`` seconds."""
         ready, _ = self.ray.wait([ref], num_returns=1, timeout=timeout)
         return bool(ready)
 
     def failure(self, ref: Any) -> str | None:
+        """Why the finished call ``ref`` failed (the error's type and first line), or None when it
+        succeeded.
+        """
         try:
             self.ray.get(ref, timeout=0)
         except Exception as exc:

@@ -34,6 +34,7 @@ class BarrierAligner:
         return sender in self.arrived
 
     def hold(self, sender: str, item: Any) -> None:
+        """Keep ``item`` from ``sender`` until the checkpoint completes (see :meth:`complete`)."""
         self.held.append((sender, item))
 
     def barrier(self, sender: str, checkpoint_id: int) -> bool:

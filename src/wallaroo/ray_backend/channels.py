@@ -117,10 +117,12 @@ class Channel:
 
     @property
     def in_flight(self) -> int:
+        """Calls sent and not yet finished by the receiver."""
         return len(self._inflight)
 
     @property
     def queued(self) -> int:
+        """Batches waiting for room in the window (non-blocking channels)."""
         return len(self._queued)
 
     def data(self, segment: int, values: list[Any], keys: list[Any] | None, times: Any) -> None:
@@ -271,6 +273,9 @@ class KeyedRoute:
         return worker
 
     def send(self, values: list[Any], keys: list[str], times: list[int] | None = None) -> None:
+        """Send each message (with its event time, when given) to the worker owning its key's
+        group: this worker's own through ``local``, the others through their channels.
+        """
         cache = self._cache
         owner = self.owner
         if times is None:
@@ -315,4 +320,5 @@ class SinkChannelPort:
         self.channel = channel
 
     def write(self, payloads: list[bytes]) -> None:
+        """Buffer the payloads for the sink's actor (the channel into a sink blocks when full)."""
         self.channel.data(-1, payloads, None, None)

@@ -89,6 +89,7 @@ class ControlServer:
         log.info("control port on %s (wallaroo scale --workers N)", self.address)
 
     def close(self) -> None:
+        """Stop serving and remove the control file if it is still this process's."""
         self.server.shutdown()
         self.server.server_close()
         try:

@@ -45,6 +45,7 @@ class SlotMap:
 
     @property
     def key_groups(self) -> int:
+        """How many key groups there are."""
         return len(self.owners)
 
     def groups_of(self, worker: int) -> list[int]:
@@ -65,4 +66,5 @@ class SlotMap:
 
     @staticmethod
     def describe(ranges: Sequence[tuple[int, int]]) -> str:
+        """``w0: 0-127, w1: 128-255``: the ranges of :meth:`ranges`, for logs."""
         return ", ".join(f"w{i}: {a}-{b}" for i, (a, b) in enumerate(ranges))

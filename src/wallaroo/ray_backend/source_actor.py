@@ -45,6 +45,9 @@ log = logging.getLogger("wallaroo.ray")
 
 
 def deadletter_path(spec: AppSpec) -> Path:
+    """The dead-letter file every actor of ``spec`` appends to: in its resilience directory,
+    else ``wallaroo-deadletter`` in the driver's working directory.
+    """
     base = spec.resilience_dir or os.path.join(spec.cwd, "wallaroo-deadletter")
     return Path(base) / DEFAULT_FILENAME
 

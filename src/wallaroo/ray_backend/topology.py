@@ -43,10 +43,12 @@ _LOCAL_VARIABLES = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
 
 
 def source_name(index: int) -> str:
+    """The actor name of source ``index``: ``s<index>``."""
     return f"s{index}"
 
 
 def worker_name(index: int) -> str:
+    """The actor name of worker ``index``: ``w<index>``."""
     return f"w{index}"
 
 
@@ -257,6 +259,9 @@ class PlanGraph:
         return []
 
     def stage_edges(self, stage: int, workers: int, me: int) -> list[Edge]:
+        """Where stage ``stage`` sends when run by worker ``me``: the edges of its segments,
+        without duplicates, in segment order.
+        """
         edges: list[Edge] = []
         for seg_id in sorted(self.stages[stage]):
             for edge in self.segment_edges(self.segment[seg_id], workers, me):

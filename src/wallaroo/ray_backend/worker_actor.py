@@ -48,21 +48,34 @@ class WorkerActor:
         return len(self.core.owned)
 
     def restore(self, blobs: dict[str, dict[int, bytes]]) -> int:
+        """Replace the state of the owned key groups with checkpoint blobs (state name -> group
+        -> blob); return the number of keys restored.
+        """
         return self.core.restore(blobs)
 
     def deliver(self, sender: str, items: list[list[Any]]) -> None:
+        """Process a batch from ``sender`` (data and barriers, in order), then send what it made;
+        the time it takes counts as busy.
+        """
         started = time.perf_counter()
         self.core.deliver(sender, items)
         self.busy_s += time.perf_counter() - started
         self.calls += 1
 
     def tick(self) -> None:
+        """Time passes: idle windows fire; queued batches between workers go out."""
         self.core.tick()
 
     def collect(self, checkpoint_id: int) -> dict[str, Any] | None:
+        """This worker's part of checkpoint ``checkpoint_id``: None while stages still wait for
+        barriers, else ``{"blobs": [(name, bytes)], "error": str | None}``.
+        """
         return self.core.collect(checkpoint_id)
 
     def drain(self, timeout: float) -> bool:
+        """Send everything and wait for the calls to finish, up to ``timeout`` seconds per channel
+        (at shutdown); True if they all did.
+        """
         return self.core.drain(timeout)
 
     def info(self) -> dict[str, Any]:
@@ -70,6 +83,7 @@ class WorkerActor:
         return actor_info(self.core.name)
 
     def ping(self) -> str:
+        """This worker's name (a liveness check)."""
         return self.core.name
 
     def statistics(self) -> dict[str, Any]:

@@ -248,6 +248,10 @@ class WorkerCore:
         return all(results)
 
     def statistics(self) -> dict[str, Any]:
+        """A snapshot of this worker: its key groups, the counters of its segments, states and
+        windows, its dead letters, and per channel ``(name, calls, messages, waits, in_flight,
+        queued, broken)``.
+        """
         return {
             "worker": self.name,
             "key_groups": len(self.owned),

@@ -44,9 +44,11 @@ class Checkpoint:
 
     @property
     def id(self) -> int:
+        """The checkpoint's id (from its manifest)."""
         return int(self.manifest["id"])
 
     def blob_names(self) -> list[str]:
+        """The names of the blobs it holds, in the order they were written."""
         return [b["name"] for b in self.manifest["blobs"]]
 
     def blob(self, name: str) -> bytes:
@@ -83,6 +85,7 @@ class CheckpointStore:
         self.before_rename: Callable[[], None] | None = None
 
     def path_of(self, checkpoint_id: int) -> Path:
+        """The file checkpoint ``checkpoint_id`` has (or would have) in the store."""
         return self.directory / f"checkpoint-{checkpoint_id:012d}.wck"
 
     def ids(self) -> list[int]:

@@ -67,6 +67,7 @@ class FakeSourceWorker:
         self._thread.start()
 
     def payload_set(self) -> set[bytes]:
+        """The payloads received so far, as a set (thread-safe)."""
         with self._lock:
             return set(self.payloads)
 
@@ -77,6 +78,7 @@ class FakeSourceWorker:
         self._credits_only = grant_credits
 
     def drop_connection(self) -> None:
+        """Shut the current connection down, as a dying worker would."""
         conn = self._current
         if conn is not None:
             with contextlib.suppress(OSError):
@@ -99,6 +101,7 @@ class FakeSourceWorker:
             self._running.set()
 
     def close(self) -> None:
+        """Stop accepting, drop the current connection and close the listening socket."""
         self._stop = True
         self._running.set()
         self.drop_connection()
@@ -204,6 +207,11 @@ class FakeSinkWorker:
         return True
 
     def send(self, payloads: list[bytes]) -> None:
+        """Send ``payloads`` as MESSAGE frames of the output stream.
+
+        Raises:
+            ConnectionError: not connected (call :meth:`connect_and_intro` first).
+        """
         if self.sock is None:
             raise ConnectionError("not connected")
         self.sock.sendall(self.session.payloads(payloads))
@@ -225,12 +233,14 @@ class FakeSinkWorker:
         return True
 
     def drop_connection(self) -> None:
+        """Close the connection (if any) and forget the session's connection state."""
         if self.sock is not None:
             self.sock.close()
             self.sock = None
         self.session.connection_lost()
 
     def close(self) -> None:
+        """Close the connection, as :meth:`drop_connection`."""
         self.drop_connection()
 
     def _read(self, sock: socket.socket, timeout: float, done: Any, seen: set[type]) -> list[Any]:

@@ -86,6 +86,23 @@ class ReplayableSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class CheckpointStatistics:
+    """A snapshot of a :class:`Checkpointer`'s counters.
+
+    Attributes:
+        last_committed: id of the last committed checkpoint (taken, or recovered from on
+            start); 0 when there is none.
+        taken: checkpoints committed by this process.
+        aborted: checkpoints that failed: a state that could not be serialised, a sink that
+            voted abort or could not vote, or a failed write.
+        rollbacks: aborts that rolled the worker back to the last committed checkpoint (all
+            but those that failed while capturing the state, which roll nothing back).
+        last_duration_s: seconds the last committed checkpoint took, from capturing the state
+            until its PHASE2 and acknowledgements were sent (pruning old files excluded); 0.0
+            before the first.
+        last_bytes: total size in bytes of the state blobs of the last committed checkpoint
+            (the manifest excluded).
+    """
+
     last_committed: int
     taken: int
     aborted: int
@@ -368,6 +385,7 @@ class Checkpointer:
         self._restore(previous, live=True)
 
     def statistics(self) -> CheckpointStatistics:
+        """A snapshot of the checkpoint counters."""
         return CheckpointStatistics(
             self.last_committed,
             self._taken,

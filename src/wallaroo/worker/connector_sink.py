@@ -73,6 +73,9 @@ class ConnectorSinkOutput(SinkOutput):
 
     # -- output -------------------------------------------------------------------------------
     def write(self, payloads: list[bytes]) -> None:
+        """Queue encoded outputs; while a two-phase commit round is in progress (after
+        :meth:`barrier`), hold them back until phase 2 instead.
+        """
         if self._held is not None:  # the valve is closed: a 2PC round is in progress
             self._held.extend(payloads)
             self._held_bytes += sum(map(len, payloads))
@@ -82,6 +85,7 @@ class ConnectorSinkOutput(SinkOutput):
 
     @property
     def buffered_bytes(self) -> int:
+        """Bytes waiting to be sent: queued, in the transport, and held back for phase 2."""
         return super().buffered_bytes + self._held_bytes
 
     def _frame(self, payloads: list[bytes]) -> bytes:
@@ -171,6 +175,11 @@ class ConnectorSinkOutput(SinkOutput):
         self._send_control(self.session.intro(next(_rtags)))
 
     def data_received(self, data: bytes) -> None:
+        """Handle the sink's frames; output starts once it has answered the whole intro.
+
+        A frame that breaks the protocol is answered with an ERROR and the connection closed; an
+        ERROR or a RESTART from the sink closes it too. Either way the output reconnects.
+        """
         try:
             events = self.session.receive(data)
         except (ProtocolError, FrameError) as exc:
@@ -242,6 +251,7 @@ class ConnectorSinkOutput(SinkOutput):
             transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the session's connection state; a vote still awaited counts as abort."""
         self.session.connection_lost()
         self._in_txn = self._deferred = None
         if self._vote is not None and not self._vote[1].done():

@@ -24,6 +24,20 @@ LOW_WATER = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class SinkOutputStatistics:
+    """A snapshot of one sink output's connection and buffer.
+
+    Attributes:
+        name: the sink's name.
+        address: ``host:port`` of the peer (the bootstrap servers for a Kafka sink).
+        connected: the connection is up and output flows (a connector sink: it also answered
+            the intro); a Kafka sink: the brokers are not known to be unreachable.
+        connects: connections made so far (always 1 for a Kafka sink).
+        buffered_bytes: bytes accepted and not yet handed on (see :attr:`SinkOutput.
+            buffered_bytes`).
+        bytes_written: bytes handed to the connection since start, framing included (a
+            Kafka sink: record bytes the brokers acknowledged).
+    """
+
     name: str
     address: str
     connected: bool
@@ -95,6 +109,7 @@ class SinkOutput(asyncio.Protocol):
 
     @property
     def buffered_bytes(self) -> int:
+        """Bytes accepted and not yet sent: queued here, plus those in the transport's buffer."""
         transport = self._transport
         in_transport = transport.get_write_buffer_size() if transport is not None else 0
         return self._pending_bytes + in_transport
@@ -162,6 +177,9 @@ class SinkOutput(asyncio.Protocol):
         return transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The connection is up: count it and start sending (after the intro, for a connector
+        sink).
+        """
         self._transport = cast(asyncio.Transport, transport)  # TCP connections are Transports
         self._transport.set_write_buffer_limits(high=4 * 1024 * 1024)
         self._lost = asyncio.get_running_loop().create_future()
@@ -174,6 +192,9 @@ class SinkOutput(asyncio.Protocol):
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: let :meth:`run` reconnect. Queued output waits for the next
+        connection; what the transport still held is lost.
+        """
         self._transport = None
         self._ready = False
         self._writing_paused = False
@@ -182,10 +203,12 @@ class SinkOutput(asyncio.Protocol):
         self._update_water()
 
     def pause_writing(self) -> None:
+        """The transport's buffer is full: queue output here, and close the gate."""
         self._writing_paused = True
         self._update_water()
 
     def resume_writing(self) -> None:
+        """The transport drained: send what is queued."""
         self._writing_paused = False
         self._flush()
 
@@ -197,6 +220,7 @@ class SinkOutput(asyncio.Protocol):
         return not self.buffered_bytes
 
     def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
         return self._stopping
 
     def stop(self) -> None:
@@ -211,6 +235,7 @@ class SinkOutput(asyncio.Protocol):
             self._lost.set_result(None)
 
     def statistics(self) -> SinkOutputStatistics:
+        """A snapshot of the connection and buffer."""
         return SinkOutputStatistics(
             self.name,
             f"{self.host}:{self.port}",

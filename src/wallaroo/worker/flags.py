@@ -141,6 +141,7 @@ class WorkerFlags:
         return "initializer" if self.cluster_initializer else "worker"
 
     def cluster_flags_given(self) -> list[str]:
+        """The multi-worker cluster options that were given, as ``--option`` names."""
         return ["--" + f.replace("_", "-") for f in CLUSTER_FLAGS if getattr(self, f)]
 
 

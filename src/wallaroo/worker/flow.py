@@ -16,15 +16,32 @@ __all__ = ["Gate", "GateStatistics"]
 
 
 class Pausable(Protocol):
-    def pause_reading(self) -> None: ...
+    """A transport the gate can pause (an :class:`asyncio.ReadTransport`)."""
 
-    def resume_reading(self) -> None: ...
+    def pause_reading(self) -> None:
+        """Stop calling the protocol's ``data_received``."""
+        ...
 
-    def is_closing(self) -> bool: ...
+    def resume_reading(self) -> None:
+        """Call ``data_received`` again."""
+        ...
+
+    def is_closing(self) -> bool:
+        """True when the transport is closed or closing."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class GateStatistics:
+    """A snapshot of the :class:`Gate`.
+
+    Attributes:
+        open: no sink is over its high-water mark.
+        blockers: names of the sinks over it, sorted.
+        paused_transports: input transports paused until the gate opens.
+        times_closed: how many times the gate went from open to closed.
+    """
+
     open: bool
     blockers: tuple[str, ...]
     paused_transports: int
@@ -43,6 +60,7 @@ class Gate:
 
     @property
     def is_open(self) -> bool:
+        """True while no sink is over its high-water mark."""
         return not self._blockers
 
     def block(self, who: str) -> None:
@@ -69,12 +87,15 @@ class Gate:
             self._paused.add(transport)
 
     def forget(self, transport: Pausable) -> None:
+        """Stop tracking ``transport`` (its connection is gone); it is not resumed."""
         self._paused.discard(transport)
 
     async def wait_open(self) -> None:
+        """Return once the gate is open (at once if it is)."""
         await self._opened.wait()
 
     def statistics(self) -> GateStatistics:
+        """A snapshot of the gate."""
         return GateStatistics(
             self.is_open, tuple(sorted(self._blockers)), len(self._paused), self._times_closed
         )

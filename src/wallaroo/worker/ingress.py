@@ -46,6 +46,23 @@ MAX_BATCH = 1024
 
 @dataclass(frozen=True, slots=True)
 class IngressStatistics:
+    """A snapshot of one source's counters.
+
+    Attributes:
+        name: the source's name.
+        kind: ``"connector source"``, ``"TCP source"``, ``"Kafka source"`` or
+            ``"generator source"``.
+        address: ``host:port`` it listens on (the bootstrap servers for Kafka, empty for a
+            generator).
+        connections: connections open now (Kafka: partitions assigned; 0 for a generator).
+        connections_total: connections accepted since start (Kafka: as ``connections``).
+        messages: messages handed to the engine, dead letters included.
+        errors: connections closed for breaking the protocol or framing, batches the engine
+            failed on, (Kafka) consumer errors, and (generator) a generator that raised.
+        empty_messages: connector MESSAGEs without a payload: counted, not processed (0 for
+            other kinds).
+    """
+
     name: str
     kind: str
     address: str
@@ -165,6 +182,7 @@ class Listener(abc.ABC):
         """Nothing to do after the sinks drained."""
 
     async def stop(self) -> None:
+        """Stop listening and close every connection; return once the server is closed."""
         if self.server is not None:
             self.server.close()
             for conn in list(self.connections):
@@ -174,6 +192,7 @@ class Listener(abc.ABC):
             await self.server.wait_closed()
 
     def statistics(self) -> IngressStatistics:
+        """A snapshot of this source's counters."""
         return IngressStatistics(
             self.plan.name,
             self.kind,
@@ -230,6 +249,9 @@ class ConnectorSourceListener(Listener):
                     conn.flush(force=True)
 
     def new_session(self) -> SourceSession:
+        """A protocol session for one new connector connection, configured from the source's
+        config (cookie, credits) and sharing the listener's stream registry.
+        """
         c = self.config
         return SourceSession(
             cookie=c.cookie,

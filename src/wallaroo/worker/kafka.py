@@ -57,6 +57,13 @@ def import_confluent_kafka(what: str) -> Any:
 
 
 def client_config(servers: str, log_level: str, log: logging.Logger) -> dict[str, Any]:
+    """The librdkafka settings a Kafka source and sink share.
+
+    Args:
+        servers: the bootstrap servers, ``host:port[,host:port...]``.
+        log_level: a key of :data:`SYSLOG_LEVELS` (``Fine``, ``Info``, ``Warn``, ``Error``).
+        log: where librdkafka's own log lines go.
+    """
     return {
         "bootstrap.servers": servers,
         "log_level": SYSLOG_LEVELS[log_level],
@@ -76,6 +83,9 @@ class BrokerWatch:
         self.down = False
 
     def error(self, err: Any) -> None:
+        """librdkafka's ``error_cb``: an all-brokers-down error is logged once per outage,
+        transport errors not at all, any other error every time.
+        """
         if err.code() == self.all_down:
             if not self.down:
                 self.log.warning(
@@ -88,6 +98,7 @@ class BrokerWatch:
             self.log.warning("%s: Kafka error: %s", self.what, err.str())
 
     def alive(self) -> None:
+        """A broker answered: log that the brokers are back if an outage was logged."""
         if self.down:
             self.down = False
             self.log.info("%s: the Kafka brokers at %s are back", self.what, self.servers)
@@ -353,6 +364,7 @@ class KafkaSource:
         await asyncio.to_thread(consumer.close)
 
     def statistics(self) -> IngressStatistics:
+        """A snapshot of this source's counters."""
         return IngressStatistics(
             self.plan.name,
             self.kind,

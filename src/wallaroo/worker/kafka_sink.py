@@ -189,6 +189,7 @@ class KafkaSinkOutput:
         self._producer.flush(0)
 
     def statistics(self) -> SinkOutputStatistics:
+        """A snapshot of the producer's state (see :class:`SinkOutputStatistics`)."""
         return SinkOutputStatistics(
             self.name,
             self.config.bootstrap_servers,
