@@ -212,12 +212,14 @@ def register_sink(config_class: type, kind: SinkKind) -> None:
     _SINKS[config_class] = kind
 
 
-def _lookup(table: dict[type, Any], config: Any) -> Any:
-    for cls in type(config).__mro__:
+def _lookup(table: dict[type, Any], what: str, plan: SourcePlan | SinkPlan, backend: str) -> Any:
+    for cls in type(plan.config).__mro__:
         found = table.get(cls)
         if found is not None:
             return found
-    return None
+    raise ConfigurationError(
+        f"{backend} cannot run {what} '{plan.name}' ({type(plan.config).__name__})"
+    )
 
 
 def source_kind(plan: SourcePlan, backend: str = "the worker") -> SourceKind:
@@ -226,12 +228,7 @@ def source_kind(plan: SourcePlan, backend: str = "the worker") -> SourceKind:
     Raises:
         ConfigurationError: no kind runs its config.
     """
-    kind = _lookup(_SOURCES, plan.config)
-    if kind is None:
-        raise ConfigurationError(
-            f"{backend} cannot run source '{plan.name}' ({type(plan.config).__name__})"
-        )
-    return kind  # type: ignore[no-any-return]
+    return _lookup(_SOURCES, "source", plan, backend)  # type: ignore[no-any-return]
 
 
 def sink_kind(plan: SinkPlan, backend: str = "the worker") -> SinkKind:
@@ -240,12 +237,7 @@ def sink_kind(plan: SinkPlan, backend: str = "the worker") -> SinkKind:
     Raises:
         ConfigurationError: no kind runs its config.
     """
-    kind = _lookup(_SINKS, plan.config)
-    if kind is None:
-        raise ConfigurationError(
-            f"{backend} cannot run sink '{plan.name}' ({type(plan.config).__name__})"
-        )
-    return kind  # type: ignore[no-any-return]
+    return _lookup(_SINKS, "sink", plan, backend)  # type: ignore[no-any-return]
 
 
 def kafka_group_id(app_name: str, source_name: str) -> str:
