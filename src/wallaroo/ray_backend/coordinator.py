@@ -37,8 +37,10 @@ from wallaroo.ray_backend._ray import import_ray, is_actor_death
 from wallaroo.ray_backend.checkpoints import ActorDied, call, recover, take_checkpoint
 from wallaroo.ray_backend.deploy import Deployment, deploy
 from wallaroo.ray_backend.records import CoordinatorOptions, RayStatistics, jsonable, reason
+from wallaroo.ray_backend.statistics import StatisticsPoller
 from wallaroo.ray_backend.topology import AppSpec, PlanGraph
 from wallaroo.resilience.store import Checkpoint, CheckpointStore
+from wallaroo.worker.checkpointing import CheckpointStatistics
 
 __all__ = ["Coordinator", "CoordinatorOptions", "RayStatistics"]
 
@@ -80,6 +82,8 @@ class Coordinator:
         )
         self._stopping = False
         self.where: dict[str, dict[str, Any]] = {}
+        #: merges the actors' statistics for ``--metrics-http`` (None: not asked for)
+        self.poller: StatisticsPoller | None = None
 
     # -- start --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,6 +128,8 @@ class Coordinator:
             try:
                 self._supervise()
                 self._tick()
+                if self.poller is not None:
+                    self.poller.poll(self.deployment)
                 self._serve()
                 if self.options.resilient and time.monotonic() >= due:
                     self.checkpoint()
@@ -290,6 +296,8 @@ class Coordinator:
                 )
             self._pings.clear()
             self._ticks.clear()
+            if self.poller is not None:
+                self.poller.reset()
             if self.deployment is not None:
                 self.deployment.teardown()
             self.restarts += 1
@@ -363,6 +371,15 @@ class Coordinator:
         d.teardown()
         self.deployment = None
         log.info("application '%s' stopped", self.plan.app_name)
+
+    def checkpoint_statistics(self) -> CheckpointStatistics | None:
+        """The checkpoint counters as the embedded worker's (None without resilience);
+        ``rollbacks`` counts redeployments, ``last_bytes`` is not measured (0)."""
+        if not self.options.resilient:
+            return None
+        return CheckpointStatistics(
+            self.last_committed, self.taken, self.aborted, self.restarts, self.last_duration, 0
+        )
 
     def statistics(self) -> RayStatistics:
         """The coordinator's counters (each actor's own: the ``statistics`` request)."""

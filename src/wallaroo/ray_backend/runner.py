@@ -17,10 +17,12 @@ from typing import Any
 from wallaroo.errors import CheckpointError, ConfigurationError, WallarooParameterError
 from wallaroo.loader import load_application
 from wallaroo.plan.compiler import compile_application
+from wallaroo.plan.physical import PhysicalPlan
 from wallaroo.ray_backend._ray import import_ray, init_ray
 from wallaroo.ray_backend.control import ControlServer
 from wallaroo.ray_backend.coordinator import Coordinator
 from wallaroo.ray_backend.records import CoordinatorOptions
+from wallaroo.ray_backend.statistics import DriverMetrics, StatisticsPoller
 from wallaroo.ray_backend.topology import AppSpec, PlanGraph
 from wallaroo.worker.flags import WorkerFlags
 
@@ -59,6 +61,7 @@ def run(flags: WorkerFlags, prog: str) -> int:
         resilience_dir=flags.resilience_dir,
         resilient=flags.run_with_resilience,
         key_groups=plan.key_groups,
+        metrics=bool(flags.metrics_http or flags.metrics),
     )
     options = CoordinatorOptions(
         workers=flags.worker_count,
@@ -68,6 +71,11 @@ def run(flags: WorkerFlags, prog: str) -> int:
         fall_back=flags.recover_from_previous_checkpoint,
     )
     _notices(flags)
+    try:
+        metrics = _metrics(flags, plan)
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        return 2
     stop = threading.Event()
 
     def request_stop(_signum: int, _frame: object) -> None:
@@ -82,6 +90,11 @@ def run(flags: WorkerFlags, prog: str) -> int:
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         coordinator = Coordinator(spec, plan, options)
         control = ControlServer(coordinator.requests, flags.external, directory)
+        if metrics is not None:
+            poller, driver = metrics
+            poller.checkpoints = coordinator.checkpoint_statistics
+            coordinator.poller = poller
+            driver.start()
         coordinator.start()
         coordinator.run(stop)
     except (ConfigurationError, CheckpointError, OSError) as exc:
@@ -90,6 +103,8 @@ def run(flags: WorkerFlags, prog: str) -> int:
     finally:
         if control is not None:
             control.close()
+        if metrics is not None:
+            metrics[1].close()
         if started:
             import_ray().shutdown()
         for sig, handler in previous.items():
@@ -102,8 +117,6 @@ def _notices(flags: WorkerFlags) -> None:
     unused = [
         flag
         for flag, given in (
-            ("--metrics", flags.metrics),
-            ("--metrics-http", flags.metrics_http),
             ("--control", flags.control),
             ("--data", flags.data),
             ("--my-control", flags.my_control),
@@ -114,6 +127,23 @@ def _notices(flags: WorkerFlags) -> None:
     ]
     if unused:
         log.info("%s: accepted and not used by the Ray backend", ", ".join(unused))
+
+
+def _metrics(
+    flags: WorkerFlags, plan: PhysicalPlan
+) -> tuple[StatisticsPoller, DriverMetrics] | None:
+    """The poller and service ``--metrics-http`` / ``--metrics`` ask for, or None.
+
+    Raises:
+        ConfigurationError: an address is malformed, or the HTTP extra is not installed.
+    """
+    if not (flags.metrics_http or flags.metrics):
+        return None
+    poller = StatisticsPoller(flags.worker_name, plan)
+    driver = DriverMetrics(
+        plan, flags.worker_name, poller, http=flags.metrics_http, hub=flags.metrics
+    )
+    return poller, driver
 
 
 def _one_line(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from wallaroo.engine.clock import Clock, SystemClock
 from wallaroo.engine.deadletter import DeadLetterLog
-from wallaroo.engine.segment import SegmentRunner
+from wallaroo.engine.segment import SegmentRunner, SinkRunner
 from wallaroo.engine.state import StateStore
 from wallaroo.engine.wiring import Placement, WindowRunner, build_states, wire
 from wallaroo.loader import LoadedApplication
@@ -92,6 +92,8 @@ class WorkerCore:
         self._failed: dict[int, str] = {}
         self.runners: dict[int, SegmentRunner] = {}
         self.windows: list[WindowRunner] = []
+        self.sinks: list[SinkRunner] = []
+        self._internal_logged = False
         self.worker_channels: list[Channel] = []
         self.sink_channels: list[Channel] = []
 
@@ -124,6 +126,25 @@ class WorkerCore:
         )
         self.runners = wired.segments
         self.windows = wired.windows
+        self.sinks = wired.sinks
+
+    def _lost(self, exc: Exception, segment: int, values: list[Any]) -> None:
+        """The engine failed on a whole batch (a bug, not a bad message): each of its messages
+        becomes a dead letter, so none is lost silently; the traceback is logged once."""
+        if not self._internal_logged:
+            self._internal_logged = True
+            log.exception(
+                "%s: internal error in segment %d; its %d messages are dead letters (later "
+                "ones are only summarised)",
+                self.name,
+                segment,
+                len(values),
+            )
+        seg = self.plan.segments[segment]
+        for value in values:
+            self.dead.record(
+                pipeline=seg.pipeline, stage=f"{seg.name} (internal error)", exc=exc, value=value
+            )
 
     def _route(self, segment: int) -> KeyedRoute:
         return KeyedRoute(segment, self.slots, self.worker_channels, self._local, self.me)
@@ -155,8 +176,8 @@ class WorkerCore:
             elif item[0] == DATA:
                 try:
                     runners[item[1]].run(item[2], item[3], times=item[4])
-                except Exception:
-                    log.exception("%s: internal error in segment %d", self.name, item[1])
+                except Exception as exc:
+                    self._lost(exc, item[1], item[2])
             elif aligner.barrier(sender, item[2]):
                 self._complete(stage, item[2])
         for channel in self.sink_channels:
@@ -258,7 +279,9 @@ class WorkerCore:
             "segments": [r.statistics() for r in self.runners.values()],
             "states": [s.statistics() for s in self.states.values()],
             "windows": [w.statistics() for w in self.windows],
+            "sinks": [s.statistics() for s in self.sinks],
             "dead_letters": self.dead.total,
+            "dead_letter_statistics": self.dead.statistics(),
             "channels": [
                 (c.name, c.calls, c.messages, c.waits, c.in_flight, c.queued, c.broken)
                 for c in [*self.worker_channels, *self.sink_channels]
