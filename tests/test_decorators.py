@@ -5,7 +5,14 @@ import pytest
 
 import wallaroo
 import wallaroo.experimental as wx
-from wallaroo.decorators import Computation, StateComputation, normalize_key
+from wallaroo.decorators import (
+    Computation,
+    StateComputation,
+    as_bytes,
+    normalize_key,
+    to_bytes,
+)
+from wallaroo.errors import UserCodeError
 
 
 @wallaroo.computation(name="double")
@@ -143,8 +150,23 @@ def test_connector_codecs_pass_payload_bytes():
     assert dec.decode(b"abc") == b"cba"
     assert dec.header_length() == 4
     assert dec.payload_length(b"\x00\x00\x01\x00") == 256
-    with pytest.raises(TypeError, match="must return bytes, str or None"):
+    with pytest.raises(TypeError, match="an encoder's result must be bytes, str or None, got int"):
         enc.encode(5)
+
+
+def test_to_bytes_is_strict_and_as_bytes_lenient():
+    class Sub(bytes):
+        pass
+
+    for value in (b"ab", "ab", bytearray(b"ab"), memoryview(b"ab"), Sub(b"ab")):
+        assert type(to_bytes(value)) is bytes and to_bytes(value) == b"ab"
+        assert type(as_bytes(value)) is bytes and as_bytes(value) == b"ab"
+    assert to_bytes(None) is None
+    assert as_bytes(None) == b"None" and as_bytes(32.0) == b"32.0" and as_bytes("é") == "é".encode()
+    with pytest.raises(TypeError, match="^a key must be bytes, str or None, got float$"):
+        to_bytes(1.5, "a key")
+    with pytest.raises(wallaroo.WallarooError, match="a Kafka value must be"):
+        to_bytes(1, "a Kafka value", UserCodeError)
 
 
 def test_keys_are_strings():

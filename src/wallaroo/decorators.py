@@ -6,6 +6,9 @@ guess a contract: everything is decided here, when the decorator runs (``decisio
 
 Decorated objects stay callable (they call the function), and pickle by reference to the module
 attribute that holds them, so a plan can cross a process boundary.
+
+:func:`to_bytes` (strict) and :func:`as_bytes` (lenient) are the two ways a result becomes bytes,
+for the engine, the worker and the connectors alike.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ __all__ = [
     "Encoder",
     "KeyExtractor",
     "StateComputation",
+    "as_bytes",
+    "by_value_reduction",
     "computation",
     "computation_multi",
     "decoder",
@@ -33,6 +38,7 @@ __all__ = [
     "partition",
     "state_computation",
     "state_computation_multi",
+    "to_bytes",
 ]
 
 Fn = Callable[..., Any]
@@ -74,6 +80,14 @@ def check_arity(fn: Fn, expected: int, role: str, args_doc: str) -> None:
     )
 
 
+def by_value_reduction(obj: Any) -> tuple[Any, ...] | None:
+    """For a decorated object defined in ``__main__``, the reduction that rebuilds it from its
+    fields (see ``_Decorated.by_value``); None for anything else (pickled as usual)."""
+    if isinstance(obj, _Decorated) and getattr(obj.fn, "__module__", None) == "__main__":
+        return obj.by_value()
+    return None
+
+
 def _lookup(module: str, qualname: str) -> Any:
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
@@ -87,6 +101,12 @@ class _Decorated:
     __slots__ = ()
     fn: Fn
 
+    def by_value(self) -> tuple[Any, ...]:
+        """The reduction that rebuilds this object from its fields, its function included,
+        for a pickler that carries functions by value (Ray's cloudpickle) into a process
+        where the defining module cannot be imported (``__main__``)."""
+        return (type(self), tuple(getattr(self, f) for f in self.__dataclass_fields__))  # type: ignore[attr-defined]
+
     def __reduce__(self) -> str | tuple[Any, ...]:
         module = getattr(self.fn, "__module__", None)
         qualname = getattr(self.fn, "__qualname__", None)
@@ -96,7 +116,7 @@ class _Decorated:
                     return (_lookup, (module, qualname))
             except (ImportError, AttributeError):
                 pass
-        return (type(self), tuple(getattr(self, f) for f in self.__dataclass_fields__))  # type: ignore[attr-defined]
+        return self.by_value()
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
@@ -212,15 +232,44 @@ class Encoder(_Decorated):
         return self.fn
 
 
-def to_bytes(value: Any) -> bytes | None:
-    """Coerce an encoder result: bytes-like pass, ``str`` becomes UTF-8, ``None`` stays."""
+def to_bytes(
+    value: Any,
+    what: str = "an encoder's result",
+    error: Callable[[str], Exception] = TypeError,
+) -> bytes | None:
+    """``value`` as bytes, strictly: for what user code hands on to be sent (an encoder's
+    result, a message key).
+
+    ``bytes`` pass as they are, a ``str`` becomes UTF-8, other bytes-like objects (bytearray,
+    memoryview, a bytes subclass) become bytes, None stays None (nothing to write; no key).
+    Anything else is a mistake of the code that made it: it is refused, not guessed at (the
+    engine makes it a dead letter). :func:`as_bytes` is the lenient policy.
+
+    Raises:
+        TypeError: ``value`` is none of these (``error`` instead, when given); the message
+            starts with ``what``.
+    """
     if value is None or type(value) is bytes:
         return value
     if isinstance(value, str):
         return value.encode("utf-8")
-    if isinstance(value, bytearray | memoryview):
+    if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
-    raise TypeError(f"an encoder must return bytes, str or None, got {type(value).__name__}")
+    raise error(f"{what} must be bytes, str or None, got {type(value).__name__}")
+
+
+def as_bytes(value: Any) -> bytes:
+    """``value`` as bytes, leniently: for values a connector program writes out (a UDP
+    datagram, an S3 object, a Kafka or Kinesis record).
+
+    Bytes-like values become bytes, a ``str`` becomes UTF-8, and anything else (None too) is
+    written as ``str(value)`` in UTF-8: a sink decoder's result is data for an outside system,
+    where ``32.0`` meaning ``b"32.0"`` is what its user expects. Never raises for a value whose
+    ``str()`` works. Use :func:`to_bytes` where a wrong type is a mistake to report.
+    """
+    if isinstance(value, bytes | bytearray | memoryview):
+        return value if type(value) is bytes else bytes(value)
+    return (value if isinstance(value, str) else str(value)).encode("utf-8")
 
 
 def normalize_key(key: Any) -> str:

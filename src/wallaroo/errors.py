@@ -17,7 +17,8 @@ The whole tree::
     └── ConfigurationError             a bad value of a worker or connector command-line flag
 
 Messages are lowercase, say what was wrong and where, and name the likely fix. Library code never
-prints or exits; the command-line layer maps these exceptions to exit codes.
+prints or exits; the command-line layer maps these exceptions to exit codes. :func:`first_line`
+puts any exception in one line, for a log line or an error message.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "UserCodeError",
     "WallarooError",
     "WallarooParameterError",
+    "first_line",
 ]
 
 
@@ -74,3 +76,16 @@ class CheckpointError(WallarooError):
 
 class ConfigurationError(WallarooError):
     """A bad value of a command-line flag of the worker or of a connector program."""
+
+
+def first_line(exc: BaseException, *, typed: bool = False) -> str:
+    """The first line of ``str(exc)``, stripped, for one log line or one-line error message.
+
+    An exception with an empty message gives its type name. With ``typed``, the type name
+    comes first: ``"ValueError: bad value"`` (still ``"ValueError"`` for an empty message).
+    """
+    lines = str(exc).strip().splitlines()
+    name = type(exc).__name__
+    if not lines:
+        return name
+    return f"{name}: {lines[0]}" if typed else lines[0]

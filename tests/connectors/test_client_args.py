@@ -132,6 +132,7 @@ def test_the_experimental_facade_exports_the_connector_library():
         "read_outputs",
         "read_remaining",
         "send_forever",
+        "to_bytes",
         "wait_for_worker",
         # rate-limited log lines and peer text made safe for them (wallaroo.logsummary)
         "LogSummary",

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from wallaroo import errors
 from wallaroo.errors import ConnectorError, StreamDecoderError
 from wallaroo.experimental import program
 from wallaroo.experimental.program import (
@@ -301,6 +302,9 @@ def test_as_bytes():
 def test_first_line():
     assert first_line(ValueError("  one\ntwo\n")) == "one"
     assert first_line(TimeoutError()) == "TimeoutError"
+    assert first_line(ValueError("  one\ntwo\n"), typed=True) == "ValueError: one"
+    assert first_line(TimeoutError(), typed=True) == "TimeoutError"
+    assert first_line is errors.first_line
 
 
 # -- a sink's reads, a source's loop ----------------------------------------------------------

@@ -147,6 +147,80 @@ def test_the_server_leaves_signal_handlers_alone() -> None:
     asyncio.run(main())
 
 
+class FakeServer:
+    """Stands in for uvicorn's server: ``serve`` starts (or not) and then fails (or waits)."""
+
+    def __init__(self, *, starts: bool, fails_after: float | None) -> None:
+        self.starts, self.fails_after = starts, fails_after
+        self.started = self.should_exit = False
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        self.started = self.starts
+        if self.fails_after is None:
+            while not self.should_exit:
+                await asyncio.sleep(0.01)
+            return
+        await asyncio.sleep(self.fails_after)
+        raise RuntimeError("serve broke")
+
+
+def others() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
+def test_a_server_that_fails_while_serving_is_logged_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(http, "_embedded_server", lambda _: FakeServer(starts=True, fails_after=0))
+
+    async def main() -> None:
+        server = HttpServer(ROUTES, logging.getLogger("test"))
+        host, port = await server.start("127.0.0.1", 0)
+        await asyncio.sleep(0.05)
+        assert not others()
+        assert f"the metrics endpoint on {host}:{port} failed" in caplog.text
+        assert "RuntimeError: serve broke" in caplog.text
+        await server.stop()  # returns: the error is in the log
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("fails_after", "match"), [(0, "serve broke"), (None, "did not start")])
+def test_an_endpoint_that_does_not_come_up_raises_and_leaves_no_task(
+    monkeypatch: pytest.MonkeyPatch, fails_after: float | None, match: str
+) -> None:
+    monkeypatch.setattr(
+        http, "_embedded_server", lambda _: FakeServer(starts=False, fails_after=fails_after)
+    )
+    monkeypatch.setattr(http, "START_TIMEOUT_S", 0.1)
+
+    async def main() -> list[asyncio.Task]:
+        with pytest.raises((OSError, RuntimeError), match=match):
+            await HttpServer(ROUTES, logging.getLogger("test")).start("127.0.0.1", 0)
+        return others()
+
+    assert asyncio.run(main()) == []
+
+
+def test_a_cancelled_stop_cancels_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Slow(FakeServer):
+        async def serve(self, sockets: list[socket.socket]) -> None:
+            self.started = True
+            await asyncio.sleep(60)  # ignores should_exit
+
+    monkeypatch.setattr(http, "_embedded_server", lambda _: Slow(starts=True, fails_after=None))
+
+    async def main() -> list[asyncio.Task]:
+        server = HttpServer(ROUTES, logging.getLogger("test"))
+        await server.start("127.0.0.1", 0)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(server.stop(), 0.05)
+        await asyncio.sleep(0)
+        return others()
+
+    assert asyncio.run(main()) == []
+
+
 def test_without_the_metrics_extra_the_error_names_it() -> None:
     code = (
         "import asyncio, logging, sys\n"

@@ -6,7 +6,7 @@ import struct
 from helpers import with_worker
 
 import wallaroo
-from wallaroo.worker.egress import HIGH_WATER
+from wallaroo.worker.flow import HIGH_WATER
 from wallaroo.worker.runtime import WorkerOptions
 
 MESSAGES = 60_000

@@ -91,7 +91,12 @@ async def _run(lines: list[str], deadletters: str) -> tuple[dict[str, int], int,
     worker = Worker(load_application(app), WorkerOptions(resilience_dir=deadletters))
     ready = asyncio.Event()
     task = asyncio.create_task(worker.run(ready=lambda _: ready.set()))
-    await ready.wait()
+    started = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.is_set():  # the worker ended before it was ready: its error, not a hang
+        started.cancel()
+        await task
+        raise RuntimeError("the demo worker stopped before it was ready")
     in_port = worker.addresses["lines"][1]
     start = time.perf_counter()
     _, writer = await asyncio.open_connection("127.0.0.1", in_port)
@@ -102,7 +107,12 @@ async def _run(lines: list[str], deadletters: str) -> tuple[dict[str, int], int,
             )
         )
         await writer.drain()
-    await asyncio.wait_for(done.wait(), 120)
+    finished = asyncio.create_task(asyncio.wait_for(done.wait(), 120))
+    await asyncio.wait({task, finished}, return_when=asyncio.FIRST_COMPLETED)
+    if not finished.done():  # the worker failed while counting: say why
+        finished.cancel()
+        await task
+    await finished
     elapsed = time.perf_counter() - start
     writer.close()
     worker.stop()

@@ -60,12 +60,17 @@ import os
 import struct
 import sys
 from collections.abc import Sequence
-from typing import IO, Any, Final
+from typing import IO, Final
 
 import wallaroo.experimental as wx
 from wallaroo.experimental.connector_wire_messages import Message
 from wallaroo.experimental.file_sources import Throttle
-from wallaroo.experimental.program import ProgramRun, configure_logging, positive_number
+from wallaroo.experimental.program import (
+    ProgramRun,
+    configure_logging,
+    positive_number,
+    to_bytes,
+)
 
 log = logging.getLogger("file_source")
 
@@ -264,7 +269,7 @@ class FileSource(wx.AtLeastOnceSourceConnector):
                     )  # fmt: skip
                 return None
             self._throttle.spend()
-            payload = _to_bytes(self._encoder.encode(record))
+            payload = to_bytes(self._encoder.encode(record), "the source encoder's result")
             if payload is not None:  # the encoder may filter records out
                 stream.sent = stream.file.position
                 return Message(stream.stream_id, stream.sent, 0, stream.key, payload)
@@ -310,18 +315,6 @@ class FileSource(wx.AtLeastOnceSourceConnector):
         log.info("%s: every record acknowledged, up to offset %d", entry.name, entry.file.position)
         if all(s.state == DONE for s in self._files.values()):
             self.shutdown()
-
-
-def _to_bytes(value: Any) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(
-        f"the source encoder must return bytes, str or None, got {type(value).__name__}"
-    )
 
 
 def parse_options(

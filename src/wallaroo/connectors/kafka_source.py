@@ -49,7 +49,13 @@ import wallaroo
 import wallaroo.experimental
 from wallaroo.experimental import AtLeastOnceSourceConnector, Stream, stream_id_for
 from wallaroo.experimental.connector_wire_messages import NONE_SEEN, Message
-from wallaroo.experimental.program import ProgramRun, UsageError, configure_logging, import_client
+from wallaroo.experimental.program import (
+    ProgramRun,
+    UsageError,
+    configure_logging,
+    import_client,
+    to_bytes,
+)
 
 log = logging.getLogger("kafka_source")
 
@@ -125,11 +131,7 @@ class KafkaFeed(AtLeastOnceSourceConnector):
         value = record.value()
         if value is not None:
             try:
-                payload = self.encoder.encode(value)
-                if isinstance(payload, str):
-                    payload = payload.encode("utf-8")
-                elif payload is not None and not isinstance(payload, bytes):
-                    raise TypeError(f"the encoder returned {type(payload).__name__}, not bytes")
+                payload = to_bytes(self.encoder.encode(value), "the encoder's result")
             except Exception as exc:  # an empty MESSAGE keeps the offset moving
                 payload = None
                 log.warning("the encoder failed on %s/%d@%d (%r); record skipped",

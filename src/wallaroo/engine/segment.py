@@ -8,10 +8,13 @@ distributed backend with a batched remote call to the worker owning the key grou
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from types import NoneType
+from typing import Any, Protocol, cast
 
+from wallaroo.decorators import to_bytes
 from wallaroo.engine.clock import Clock
 from wallaroo.engine.deadletter import DeadLetterLog
 from wallaroo.engine.fuse import FusedSegment, LineInfo, fuse
@@ -48,7 +51,12 @@ class Route(Protocol):
 
 
 class SinkPort(Protocol):
-    """Where a sink's encoded outputs go (a socket writer, a list in tests...)."""
+    """Where a sink's encoded outputs go (a socket writer, a list in tests...).
+
+    A port may also have ``write_sized(payloads, nbytes)`` (the worker's outputs do):
+    :class:`SinkRunner` then calls it instead of :meth:`write` for a sink of bytes, with
+    ``nbytes`` the sum of the payloads' lengths, which it counts anyway: once per batch.
+    """
 
     def write(self, payloads: list[bytes]) -> None:
         """Hand on one batch of a sink's encoded outputs, in the order the sink produced them.
@@ -125,11 +133,15 @@ def _position(it: Any) -> int | None:
 class SinkRunner:
     """Checks encoder results and passes bytes to a :class:`SinkPort`, counting them."""
 
-    __slots__ = ("_dead", "_pipeline", "dead_letters", "messages", "nbytes", "plan", "port")
+    __slots__ = (
+        "_dead", "_pipeline", "_sized", "dead_letters", "messages", "nbytes", "plan", "port"
+    )  # fmt: skip
 
     def __init__(self, plan: SinkPlan, port: SinkPort, dead: DeadLetterLog, pipeline: str) -> None:
         self.plan = plan
         self.port = port
+        sized = getattr(port, "write_sized", None) if plan.bytes_only else None
+        self._sized: Callable[[list[bytes], int], None] | None = sized
         self._dead = dead
         self._pipeline = pipeline
         self.messages = 0
@@ -147,36 +159,48 @@ class SinkRunner:
             self.messages += len(items)
             self.port.write(items)
             return
-        if set(map(type, items)) != {bytes}:
-            items = self._normalize(items)
+        types = set(map(type, items))
+        if types != {bytes}:
+            items = self._normalize(items, types)
             if not items:
                 return
         self.messages += len(items)
-        self.nbytes += sum(map(len, items))
-        self.port.write(items)
+        nbytes = sum(map(len, items))
+        self.nbytes += nbytes
+        if self._sized is not None:
+            self._sized(items, nbytes)
+        else:
+            self.port.write(items)
 
-    def _normalize(self, items: list[Any]) -> list[bytes]:
+    def _normalize(self, items: list[Any], types: set[type]) -> list[bytes]:
+        """``items`` (of ``types``) by :func:`to_bytes`; any other type is a dead letter."""
+        if NoneType not in types:
+            with contextlib.suppress(TypeError):  # else sort them one by one
+                return cast(list[bytes], list(map(to_bytes, items)))
         good: list[bytes] = []
         for item in items:
-            if isinstance(item, bytes):
-                good.append(item)
-            elif isinstance(item, str):
-                good.append(item.encode("utf-8"))
-            elif isinstance(item, bytearray | memoryview):
-                good.append(bytes(item))
+            try:
+                data = to_bytes(item)
+            except TypeError:
+                data = None
+            if data is None:
+                self._dead_letter(item)
             else:
-                self.dead_letters += 1
-                exc = UserCodeError(
-                    f"the encoder of sink '{self.plan.name}' must return bytes, str or None, "
-                    f"got {type(item).__name__}"
-                )
-                self._dead.record(
-                    pipeline=self._pipeline,
-                    stage=f"encoder of sink {self.plan.name}",
-                    exc=exc,
-                    value=item,
-                )
+                good.append(data)
         return good
+
+    def _dead_letter(self, item: Any) -> None:
+        self.dead_letters += 1
+        exc = UserCodeError(
+            f"the encoder of sink '{self.plan.name}' must return bytes, str or None, "
+            f"got {type(item).__name__}"
+        )
+        self._dead.record(
+            pipeline=self._pipeline,
+            stage=f"encoder of sink {self.plan.name}",
+            exc=exc,
+            value=item,
+        )
 
     def statistics(self) -> SinkStatistics:
         """A snapshot of this sink's counters."""

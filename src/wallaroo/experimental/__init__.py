@@ -52,6 +52,7 @@ from wallaroo.experimental.program import (
     read_outputs,
     read_remaining,
     send_forever,
+    to_bytes,
     wait_for_worker,
 )
 from wallaroo.experimental.sink_connector import SinkConnector
@@ -98,5 +99,6 @@ __all__ = [
     "stream_id_for",
     "stream_message_decoder",
     "stream_message_encoder",
+    "to_bytes",
     "wait_for_worker",
 ]

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Final
 
+from wallaroo.decorators import to_bytes
 from wallaroo.errors import ConnectorError
 from wallaroo.experimental.at_least_once import AtLeastOnceSourceConnector, Stream
 from wallaroo.experimental.client_link import stream_id_for
@@ -49,14 +50,6 @@ class _Entry:
     state: str = _JOINING
     last: int = NONE_SEEN  # PoR of the last message sent, else the NOTIFY_ACK's PoR
     remove: bool = False
-
-
-def _as_bytes(value: object) -> bytes:
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    raise TypeError(f"a source must yield bytes or str values, got {type(value).__name__}")
 
 
 class MultiSourceConnector(AtLeastOnceSourceConnector, BaseIter):
@@ -158,8 +151,8 @@ class MultiSourceConnector(AtLeastOnceSourceConnector, BaseIter):
                     entry.stream_id,
                     point_of_ref,
                     0,
-                    _as_bytes(key) if key else None,
-                    _as_bytes(value),
+                    to_bytes(key, "a source's key") if key else None,
+                    to_bytes(value, "a source's value"),
                 )
             return None
 

@@ -19,6 +19,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from wallaroo.decorators import as_bytes
+
 __all__ = [
     "KAFKA_TIMEOUT",
     "POISON_ERRORS",
@@ -45,13 +47,9 @@ _RECONNECT = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 2000}
 
 
 def record_bytes(value: Any) -> bytes | None:
-    """A key or value as Kafka takes it: bytes as they are, ``str`` in UTF-8, anything else as
-    ``str(value)`` in UTF-8; None stays None (no key; a null value)."""
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    return (value if isinstance(value, str) else str(value)).encode("utf-8")
+    """A key or value as Kafka takes it: None stays None (no key; a null value), anything else
+    as :func:`~wallaroo.decorators.as_bytes` makes it."""
+    return None if value is None else as_bytes(value)
 
 
 def as_record(decoded: Any) -> KafkaRecord:

@@ -12,8 +12,9 @@ it that has nothing to do with any one external system:
 * :class:`Stop` and :class:`UsageError`: the signal's exception and the exit-code-2 error.
 * :func:`import_client`: imports a client library, or says in one line which extra installs it.
 * :class:`Backoff`: retry delays that log the first failure and the recovery, not every retry.
-* :func:`port_number`, :func:`positive_number`, :func:`as_bytes`, :func:`first_line`:
-  parameter and value helpers.
+* :func:`port_number`, :func:`positive_number`, :func:`as_bytes`, :func:`to_bytes`,
+  :func:`first_line`: parameter and value helpers (the last three are those of
+  :mod:`wallaroo.decorators` and :mod:`wallaroo.errors`, re-exported here).
 * :func:`wait_for_worker`: wait until the worker accepts connections (a source program that
   connects with its own client).
 * :func:`read_outputs`, :func:`read_remaining`: a sink program's reads (outputs the
@@ -50,7 +51,8 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType, ModuleType, TracebackType
 from typing import Any, NoReturn
 
-from wallaroo.errors import ConnectorError, WallarooError
+from wallaroo.decorators import as_bytes, to_bytes
+from wallaroo.errors import ConnectorError, WallarooError, first_line
 from wallaroo.experimental.sink_connector import SinkConnector
 from wallaroo.experimental.source_connector import SourceConnector
 
@@ -69,6 +71,7 @@ __all__ = [
     "read_outputs",
     "read_remaining",
     "send_forever",
+    "to_bytes",
     "wait_for_worker",
 ]
 
@@ -98,12 +101,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     (:data:`LOG_FORMAT`), from ``level`` up. Does nothing when the root logger already has a
     handler (``logging.basicConfig``)."""
     logging.basicConfig(level=level, stream=sys.stderr, format=LOG_FORMAT)
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of ``str(exc)``, stripped; the exception's type name when it is empty."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ProgramRun(contextlib.ExitStack):
@@ -321,14 +318,6 @@ def wait_for_worker(host: str, port: int, log: logging.Logger) -> None:
                 logged = True
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
-
-
-def as_bytes(value: Any) -> bytes:
-    """``value`` as bytes: bytes-like values as they are, a ``str`` in UTF-8, anything else as
-    ``str(value)`` in UTF-8."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return (value if isinstance(value, str) else str(value)).encode("utf-8")
 
 
 def read_outputs(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wallaroo.engine.deadletter import DeadLetterLog
+from wallaroo.engine.directories import deadletter_directory
 from wallaroo.errors import ConnectorError
 from wallaroo.logsummary import LogSummary, clip
 
@@ -27,8 +28,8 @@ log = logging.getLogger("wallaroo.connector")
 
 
 def default_path(connector: str) -> Path:
-    """``./wallaroo-deadletter/<connector>-sink.jsonl``, from the current directory."""
-    return Path("wallaroo-deadletter") / f"{connector}-sink.jsonl"
+    """``./wallaroo-deadletter/<connector>-sink.jsonl``, in the current directory."""
+    return deadletter_directory() / f"{connector}-sink.jsonl"
 
 
 class SinkDeadLetters:

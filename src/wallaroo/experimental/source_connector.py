@@ -61,16 +61,6 @@ class SourceConnectorStatistics:
     reconnects: int
 
 
-def _key_bytes(key: Any) -> bytes | None:
-    if key is None or type(key) is bytes:
-        return key
-    if isinstance(key, str):
-        return key.encode("utf-8")
-    if isinstance(key, bytearray | memoryview):
-        return bytes(key)
-    raise TypeError(f"a message key must be str, bytes or None, got {type(key).__name__}")
-
-
 def _check_size(payloads: list[bytes]) -> None:
     if payloads and max(map(len, payloads)) > MAX_PAYLOAD:
         size = max(map(len, payloads))
@@ -225,7 +215,7 @@ class SourceConnector:
             return
         if len(payload) > MAX_PAYLOAD:
             _check_size([payload])
-        key_bytes = _key_bytes(key)
+        key_bytes = to_bytes(key, "a message key")
         with self._lock:
             self._ready_link()
             self._stream.wait_for_room(self._limit)
@@ -254,7 +244,7 @@ class SourceConnector:
         if set(map(type, payloads)) - {bytes}:  # a str, a bytearray or None among them
             payloads = [p for p in map(to_bytes, payloads) if p is not None]
         _check_size(payloads)
-        key_bytes = _key_bytes(key)
+        key_bytes = to_bytes(key, "a message key")
         with self._lock:
             self._ready_link()
             done = 0

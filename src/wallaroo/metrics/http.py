@@ -8,6 +8,10 @@ no logging configuration of its own. Starlette answers unknown paths (404) and o
 (405 with ``Allow``); uvicorn (h11) answers malformed requests (400) and bounds request heads to
 ``MAX_HEAD`` bytes. An exception in a handler becomes a 500 and one log line.
 
+The task serving the endpoint belongs to its :class:`HttpServer`: :meth:`~HttpServer.start`
+cancels and awaits it when the endpoint does not come up, :meth:`~HttpServer.stop` awaits it
+(cancels it if the stop is cancelled), and an error that ends it is logged when it happens.
+
 Both are in the ``metrics`` extra (``pip install 'wallaroo-py[metrics]'``) and imported only
 when an HTTP endpoint is started.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -130,27 +135,46 @@ class HttpServer:
         )
         sock = _listen(host, port)
         self.address = sock.getsockname()[:2]
-        server = _embedded_server(config)
-        self._server = server
-        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="metrics http")
-        deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
-        while not server.started:
-            if self._task.done():  # it failed to start: raise its error
-                self._task.result()
-                raise OSError(f"the metrics endpoint on {host}:{port} stopped at once")
-            if asyncio.get_running_loop().time() > deadline:
-                raise OSError(f"the metrics endpoint on {host}:{port} did not start")
-            await asyncio.sleep(0.01)
+        try:
+            server = _embedded_server(config)
+            task = asyncio.create_task(server.serve(sockets=[sock]), name="metrics http")
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            await _started(server, task, f"{host}:{port}")
+        except BaseException:  # not up (or start() was cancelled): leave nothing running
+            await _cancel(task)
+            sock.close()
+            raise
+        self._server, self._task = server, task
+        task.add_done_callback(functools.partial(self._ended, sock))
         return self.address
 
     async def stop(self) -> None:
-        """Stop listening; requests being answered finish (for up to 2 s)."""
+        """Stop listening; requests being answered finish (for up to 2 s). An error of the
+        server is logged (when it happens), not raised. Idempotent."""
         task, self._task = self._task, None
         if task is None:
             return
         self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+
+    def _ended(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
+        """The serving task is over: close its socket (if uvicorn did not), log why unless
+        :meth:`stop` ended it cleanly."""
+        sock.close()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.log.error("the metrics endpoint on %s:%d failed", *self.address, exc_info=exc)
+        elif task is self._task:  # stop() was not called
+            self.log.error("the metrics endpoint on %s:%d stopped by itself", *self.address)
 
     def dispatch(self, handler: Handler, request: Request) -> Response:
         """``handler``'s response to ``request``; a 500 and a log line if it raises."""
@@ -176,6 +200,31 @@ class HttpServer:
             )
 
         return endpoint
+
+
+async def _started(server: Any, task: asyncio.Task[None], where: str) -> None:
+    """Return once ``server`` accepts requests; raise why it does not.
+
+    Raises:
+        OSError: it stopped at once (its own error, if it raised one) or did not start in time.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT_S
+    while not server.started:
+        if task.done():
+            task.result()  # it failed to start: raise its error
+            raise OSError(f"the metrics endpoint on {where} stopped at once")
+        if loop.time() > deadline:
+            raise OSError(f"the metrics endpoint on {where} did not start")
+        await asyncio.sleep(0.01)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it is over (its error, if any, is the caller's to raise)."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio does not report it again
 
 
 def _embedded_server(config: Any) -> Any:

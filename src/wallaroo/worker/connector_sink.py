@@ -28,7 +28,7 @@ from wallaroo.protocol.events import (
     VoteReceived,
 )
 from wallaroo.protocol.sink_session import WorkerSinkSession
-from wallaroo.worker.egress import SinkOutput
+from wallaroo.worker.egress import SinkOutput, batch_size
 from wallaroo.worker.flow import Gate
 
 __all__ = ["ConnectorSinkOutput"]
@@ -72,16 +72,18 @@ class ConnectorSinkOutput(SinkOutput):
         self._deferred: str | None = None
 
     # -- output -------------------------------------------------------------------------------
-    def write(self, payloads: list[bytes]) -> None:
-        """Queue encoded outputs; while a two-phase commit round is in progress (after
-        :meth:`barrier`), hold them back until phase 2 instead.
+    def write_sized(self, payloads: list[bytes], nbytes: int | None) -> None:
+        """Queue encoded outputs (``nbytes`` in all, if known); while a two-phase commit round is
+        in progress (after :meth:`barrier`), hold them back until phase 2 instead.
+
+        This valve is the only one: the session never sees output during a round.
         """
         if self._held is not None:  # the valve is closed: a 2PC round is in progress
             self._held.extend(payloads)
-            self._held_bytes += sum(map(len, payloads))
+            self._held_bytes += batch_size(payloads, nbytes)
             self._update_water()
             return
-        super().write(payloads)
+        super().write_sized(payloads, nbytes)
 
     @property
     def buffered_bytes(self) -> int:
@@ -145,9 +147,10 @@ class ConnectorSinkOutput(SinkOutput):
         if txn_id in (self._in_txn, self._deferred):
             self._send_control(frame)
             self._in_txn = self._deferred = None
-        held, self._held, self._held_bytes = self._held, None, 0
+        held, nbytes = self._held, self._held_bytes
+        self._held, self._held_bytes = None, 0
         if commit and held:
-            super().write(held)
+            super().write_sized(held, nbytes)
         self._update_water()
 
     def restore(self, offset: int, committed_txn: str | None) -> None:

@@ -14,12 +14,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-from wallaroo.worker.flow import Gate
+from wallaroo.worker.flow import Gate, WaterMarks
 
-__all__ = ["SinkOutput", "SinkOutputStatistics", "TCPSinkOutput"]
-
-HIGH_WATER = 8 * 1024 * 1024
-LOW_WATER = 1024 * 1024
+__all__ = ["SinkOutput", "SinkOutputStatistics", "TCPSinkOutput", "batch_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +43,11 @@ class SinkOutputStatistics:
     bytes_written: int
 
 
+def batch_size(payloads: list[bytes], nbytes: int | None) -> int:
+    """``nbytes``, the size of ``payloads`` a caller passed on, else their lengths summed now."""
+    return sum(map(len, payloads)) if nbytes is None else nbytes
+
+
 class SinkOutput(asyncio.Protocol):
     """A reconnecting outgoing connection with a bounded buffer (a ``SinkPort``)."""
 
@@ -55,7 +57,6 @@ class SinkOutput(asyncio.Protocol):
         self.name = name
         self.host = host
         self.port = port
-        self._gate = gate
         self._log = log
         self._transport: asyncio.Transport | None = None
         self._ready = False
@@ -66,24 +67,32 @@ class SinkOutput(asyncio.Protocol):
         self._stopping = False
         self._connects = 0
         self._written = 0
-        self._blocking = False
+        self._water = WaterMarks(gate, name)
         self._connecting: asyncio.Future[Any] | None = None
 
     # -- SinkPort -----------------------------------------------------------------------------
     def write(self, payloads: list[bytes]) -> None:
         """Queue encoded outputs; they are sent as soon as the connection is ready."""
+        self.write_sized(payloads, None)
+
+    def write_sized(self, payloads: list[bytes], nbytes: int | None) -> None:
+        """:meth:`write`, with ``nbytes`` the sum of the payloads' lengths when the caller has
+        it (the engine's ``SinkRunner`` does). Lengths are summed once per batch at most: by
+        the caller, or else here only if the batch has to wait (see :func:`batch_size`)."""
         if self._ready and not self._writing_paused and not self._pending:
-            self._send(payloads)
+            self._send(payloads, nbytes)
             return
-        self._pending.extend(payloads)
-        self._pending_bytes += sum(map(len, payloads))
+        self._keep(payloads, nbytes)
         self._update_water()
 
-    def _send(self, payloads: list[bytes]) -> None:
+    def _keep(self, payloads: list[bytes], nbytes: int | None) -> None:
+        self._pending.extend(payloads)
+        self._pending_bytes += batch_size(payloads, nbytes)
+
+    def _send(self, payloads: list[bytes], nbytes: int | None) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():  # lost: keep it for the reconnection
-            self._pending.extend(payloads)
-            self._pending_bytes += sum(map(len, payloads))
+            self._keep(payloads, nbytes)
             return
         data = self._frame(payloads)
         self._written += len(data)
@@ -94,18 +103,13 @@ class SinkOutput(asyncio.Protocol):
 
     def _flush(self) -> None:
         if self._pending and self._ready and not self._writing_paused:
-            pending, self._pending, self._pending_bytes = self._pending, [], 0
-            self._send(pending)
+            pending, nbytes = self._pending, self._pending_bytes
+            self._pending, self._pending_bytes = [], 0
+            self._send(pending, nbytes)
         self._update_water()
 
     def _update_water(self) -> None:
-        buffered = self.buffered_bytes
-        if not self._blocking and (buffered > HIGH_WATER or self._writing_paused):
-            self._blocking = True
-            self._gate.block(self.name)
-        elif self._blocking and buffered <= LOW_WATER and not self._writing_paused:
-            self._blocking = False
-            self._gate.unblock(self.name)
+        self._water.update(self.buffered_bytes, stalled=self._writing_paused)
 
     @property
     def buffered_bytes(self) -> int:

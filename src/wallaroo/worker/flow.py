@@ -3,16 +3,21 @@
 Every sink reports when its output buffer crosses its high-water mark. While any sink is over it,
 the :class:`Gate` is closed: ingress transports stop reading (so TCP pushes back on the senders,
 and connectors run out of credits) and generator sources wait. Memory stays bounded whatever the
-sources do.
+sources do. :class:`WaterMarks` is the one rule every sink follows for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
-__all__ = ["Gate", "GateStatistics"]
+__all__ = ["HIGH_WATER", "LOW_WATER", "Gate", "GateStatistics", "WaterMarks"]
+
+HIGH_WATER: Final = 8 * 1024 * 1024
+"""Bytes a sink may buffer before it closes the gate."""
+LOW_WATER: Final = 1024 * 1024
+"""Bytes a sink that closed the gate must be down to before it opens it again."""
 
 
 class Pausable(Protocol):
@@ -99,3 +104,30 @@ class Gate:
         return GateStatistics(
             self.is_open, tuple(sorted(self._blockers)), len(self._paused), self._times_closed
         )
+
+
+class WaterMarks:
+    """One sink's hold on the :class:`Gate`: closed past :data:`HIGH_WATER` buffered bytes,
+    open again at :data:`LOW_WATER` or less (the gap keeps it from flapping).
+
+    Args:
+        gate: the worker's gate.
+        name: the sink's name (the gate's blocker).
+    """
+
+    __slots__ = ("_gate", "_name", "blocking")
+
+    def __init__(self, gate: Gate, name: str) -> None:
+        self._gate = gate
+        self._name = name
+        self.blocking = False
+
+    def update(self, buffered: int, *, stalled: bool = False) -> None:
+        """The sink now buffers ``buffered`` bytes; ``stalled``: its connection takes nothing
+        for now (a full transport buffer), which closes the gate whatever the bytes."""
+        if not self.blocking and (buffered > HIGH_WATER or stalled):
+            self.blocking = True
+            self._gate.block(self._name)
+        elif self.blocking and buffered <= LOW_WATER and not stalled:
+            self.blocking = False
+            self._gate.unblock(self._name)

@@ -10,29 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Final
+from typing import Any
 
+from wallaroo.decorators import to_bytes
 from wallaroo.engine.deadletter import DeadLetterLog
 from wallaroo.errors import UserCodeError
 from wallaroo.kafka import CustomKafkaSinkCLIParser
 from wallaroo.worker.egress import SinkOutputStatistics
-from wallaroo.worker.flow import Gate
+from wallaroo.worker.flow import Gate, WaterMarks
 from wallaroo.worker.kafka import IDLE, BrokerWatch, client_config, import_confluent_kafka
 
 __all__ = ["KafkaSinkOutput"]
-
-HIGH_WATER: Final = 8 * 1024 * 1024
-LOW_WATER: Final = 1024 * 1024
-
-
-def _bytes(value: Any, what: str) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
-    raise UserCodeError(f"{what} must be bytes, str or None, got {type(value).__name__}")
 
 
 class KafkaSinkOutput:
@@ -58,7 +46,8 @@ class KafkaSinkOutput:
         dead_letters: DeadLetterLog,
     ) -> None:
         ck = import_confluent_kafka(f"Kafka sink '{name}'")
-        self.name, self.config, self._gate, self._log = name, config, gate, log
+        self.name, self.config, self._log = name, config, log
+        self._water = WaterMarks(gate, name)
         self._dead = dead_letters
         self._watch = BrokerWatch(ck, f"Kafka sink '{name}'", config.bootstrap_servers, log)
         conf = client_config(config.bootstrap_servers, config.log_level, log)
@@ -74,7 +63,6 @@ class KafkaSinkOutput:
         self._pending: list[tuple[bytes | None, bytes | None, int]] = []
         self._pending_bytes = 0
         self._in_flight_bytes = 0
-        self._blocking = False
         self._stopping = False
         self._delivered_bytes = 0
 
@@ -95,8 +83,8 @@ class KafkaSinkOutput:
                     f"the encoder of Kafka sink '{self.name}' must return (value, key, "
                     f"partition), got {type(item).__name__}"
                 )
-            value = _bytes(item[0], "a Kafka value")
-            key = _bytes(item[1], "a Kafka key")
+            value = to_bytes(item[0], "a Kafka value", UserCodeError)
+            key = to_bytes(item[1], "a Kafka key", UserCodeError)
             part = item[2]
             if part is not None and (isinstance(part, bool) or not isinstance(part, int)):
                 raise UserCodeError(f"a Kafka partition must be an int or None, got {part!r}")
@@ -145,13 +133,7 @@ class KafkaSinkOutput:
         self._dead_letter(self._ck.KafkaException(err), (msg.value(), msg.key(), msg.partition()))
 
     def _update_water(self) -> None:
-        buffered = self.buffered_bytes
-        if not self._blocking and buffered > HIGH_WATER:
-            self._blocking = True
-            self._gate.block(self.name)
-        elif self._blocking and buffered <= LOW_WATER:
-            self._blocking = False
-            self._gate.unblock(self.name)
+        self._water.update(self.buffered_bytes)
 
     @property
     def buffered_bytes(self) -> int:

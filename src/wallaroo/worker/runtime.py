@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from wallaroo.engine.clock import Clock
 from wallaroo.engine.deadletter import DEFAULT_FILENAME, DeadLetterLog
+from wallaroo.engine.directories import deadletter_directory, resilience_directory
 from wallaroo.engine.local import EngineStatistics, LocalEngine
 from wallaroo.errors import ConfigurationError
 from wallaroo.loader import LoadedApplication
@@ -172,8 +172,7 @@ class Worker:
         self.metrics = MetricsService.for_worker(self) if self.options.metrics else None
 
     def _checkpointer(self) -> Checkpointer:
-        base = self.options.resilience_dir
-        directory = Path(base) if base else Path(os.getcwd()) / "wallaroo-resilience"
+        directory = resilience_directory(self.options.resilience_dir)
         return Checkpointer(
             app_name=self.plan.app_name,
             worker_name=self.options.name,
@@ -189,9 +188,7 @@ class Worker:
         )
 
     def _deadletter_path(self) -> Path:
-        base = self.options.resilience_dir
-        directory = Path(base) if base else Path(os.getcwd()) / "wallaroo-deadletter"
-        return directory / DEFAULT_FILENAME
+        return deadletter_directory(self.options.resilience_dir) / DEFAULT_FILENAME
 
     @property
     def listeners(self) -> list[ConnectorSourceListener | TCPSourceListener]:
@@ -216,7 +213,7 @@ class Worker:
         if self._started:
             raise RuntimeError("a worker runs once")
         self._started = True
-        self._stop = asyncio.Event()
+        self._stop = stop = asyncio.Event()
         if self.checkpointer is not None:
             self.checkpointer.recover(fall_back=self.options.recover_from_previous_checkpoint)
         try:
@@ -227,6 +224,14 @@ class Worker:
             for ingress in self.ingresses:
                 await ingress.stop()
             raise
+        try:
+            await self._run_tasks(stop, ready)
+        finally:  # when a task failed, _shutdown() did not run: the endpoint still serves
+            if self.metrics is not None:
+                await self.metrics.stop()
+
+    async def _run_tasks(self, stop: asyncio.Event, ready: Callable[[Worker], None] | None) -> None:
+        """Run the sinks and the background tasks until ``stop`` is set, then shut down."""
         async with asyncio.TaskGroup() as tasks:
             for output in self.outputs:
                 tasks.create_task(output.run(), name=f"sink {output.name}")
@@ -247,7 +252,7 @@ class Worker:
             )
             if ready is not None:
                 ready(self)
-            await self._stop.wait()
+            await stop.wait()
             for task in background:
                 task.cancel()
             await self._shutdown()
