@@ -17,9 +17,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wallaroo.errors import ConfigurationError
+from wallaroo.errors import ConfigurationError, first_line
+
+if TYPE_CHECKING:
+    from wallaroo.ray_backend.channels import Items
 
 __all__ = [
     "INSTALL_HINT",
@@ -115,14 +118,14 @@ class RayTransport:
         try:
             self.ray.get(ref, timeout=0)
         except Exception as exc:
-            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            return first_line(exc, typed=True)
         return None
 
 
 def submitter(method: Any, me: str) -> Any:
     """A channel's ``submit``: call the actor method ``method`` with ``(me, batch)``."""
 
-    def submit(items: list[list[Any]]) -> Any:
+    def submit(items: Items) -> Any:
         return method.remote(me, items)
 
     return submit

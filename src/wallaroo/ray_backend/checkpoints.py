@@ -1,11 +1,13 @@
 """One checkpoint across the actors, and finding the checkpoint to recover.
 
 The checkpoint's file is the embedded worker's (:mod:`wallaroo.resilience.store`): key-group
-blobs ``state/<state>/<group>`` and a manifest with the application, the worker name
-(``--name``), the key groups and hash function, every source's positions, every generator's
-next value and every connector sink's offset and transaction; plus ``"backend": "ray"`` and the
-number of workers. So a checkpoint taken by either backend can be restored by the other, into
-any number of workers.
+blobs ``state/<state>/<group>`` and a :class:`~wallaroo.resilience.manifest.Manifest` with the
+application, the worker name (``--name``), the key groups and hash function, every source's
+positions, every generator's next value and every connector sink's offset and transaction;
+with ``"backend": "ray"`` and the number of workers. So a checkpoint taken by either backend
+can be restored by the other, into any number of workers. The round is the embedded worker's
+too (:class:`~wallaroo.resilience.round.CheckpointRound`): :func:`take_checkpoint` is its I/O
+through the actors.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from wallaroo.engine.keys import HASH_FUNCTION
 from wallaroo.errors import CheckpointError
 from wallaroo.plan.physical import PhysicalPlan
 from wallaroo.ray_backend._ray import import_ray, is_actor_death
 from wallaroo.ray_backend.deploy import Deployment
 from wallaroo.ray_backend.topology import AppSpec
+from wallaroo.resilience import round as rnd
+from wallaroo.resilience.manifest import GeneratorPosition, Manifest, SinkPosition
 from wallaroo.resilience.store import Checkpoint, CheckpointStore
 
 __all__ = ["CALL_TIMEOUT", "CHECKPOINT_TIMEOUT", "ActorDied", "call", "recover", "take_checkpoint"]
@@ -28,7 +31,6 @@ __all__ = ["CALL_TIMEOUT", "CHECKPOINT_TIMEOUT", "ActorDied", "call", "recover",
 CHECKPOINT_TIMEOUT = 30.0
 CALL_TIMEOUT = 60.0
 log = logging.getLogger("wallaroo.ray")
-Votes = dict[int, tuple[bool, dict[str, Any] | None]]
 
 
 class ActorDied(Exception):  # noqa: N818 - an event, not an error of ours
@@ -82,18 +84,13 @@ def recover(
             "one may be replayed, and any output they made again",
             checkpoint.id,
         )
-    m = checkpoint.manifest
-    if m.get("app") != plan.app_name or m.get("worker") != worker:
-        raise CheckpointError(
-            f"checkpoint {checkpoint.path} belongs to application {m.get('app')!r}, worker "
-            f"{m.get('worker')!r}, not {plan.app_name!r}/{worker!r}; use another "
-            "--resilience-dir or the same --name"
-        )
-    if m.get("key_groups") != plan.key_groups or m.get("hash") != HASH_FUNCTION:
-        raise CheckpointError(
-            f"checkpoint {checkpoint.path} uses {m.get('key_groups')} key groups hashed with "
-            f"{m.get('hash')}; this application uses {plan.key_groups} and {HASH_FUNCTION}"
-        )
+    Manifest.of(checkpoint).check(
+        app=plan.app_name,
+        worker=worker,
+        key_groups=plan.key_groups,
+        where=f"checkpoint {checkpoint.path}",
+        reader="this application",
+    )
     return checkpoint
 
 
@@ -101,96 +98,118 @@ def take_checkpoint(
     n: int, d: Deployment, plan: PhysicalPlan, spec: AppSpec, store: CheckpointStore
 ) -> str | None:
     """Take and commit checkpoint ``n``; None when committed, else why it was aborted (the
-    sinks were then told to abort their transactions).
+    sinks were then told to abort their transactions, and the caller rolls back).
+
+    One :class:`~wallaroo.resilience.round.CheckpointRound` (its parts: the sources' positions,
+    then each worker's key groups; the barrier asks the sinks to vote), driven through the
+    actors.
 
     Raises:
         ActorDied: an actor died during the checkpoint.
     """
     names = [name for name, _ in d.actors()]
-    entries = call([s.barrier.remote(n) for s in d.sources], names[: len(d.sources)])
-    parts: dict[int, dict[str, Any]] = {}
-    votes: Votes = {}
+    cround = rnd.CheckpointRound(
+        app=plan.app_name,
+        worker=spec.name,
+        key_groups=plan.key_groups,
+        sinks=[p.name for p in plan.sinks],
+        parts=1 + len(d.workers),
+        votes_on_barrier=True,
+        backend="ray",
+        workers=d.slots.workers,
+    )
+    sinks = {p.name: d.sinks[i] for i, p in enumerate(plan.sinks)}
+    actions = cround.start(n, time_ns=time.time_ns())
+    while not isinstance(action := actions.pop(0), rnd.Done):
+        match action:
+            case rnd.Capture():
+                entries = call([s.barrier.remote(n) for s in d.sources], names[: len(d.sources)])
+                actions += cround.captured(_sources_part(plan, entries))
+                actions += _collect(n, d, plan, names, cround)
+            case rnd.WriteCheckpoint():
+                try:
+                    store.write(action.manifest.to_json(), action.blobs)  # the commit point
+                except CheckpointError as exc:
+                    actions += cround.write_failed(str(exc))
+                else:
+                    actions += cround.written()
+            case rnd.SendPhase2():
+                for name, txn in action.txns.items():
+                    sink = sinks[name]
+                    (sink.commit if action.commit else sink.abort).remote(txn)
+            case rnd.Acknowledge():
+                for source, p in zip(d.sources, plan.sources, strict=True):
+                    source.committed.remote(_source_entry(action.positions.get(p.name)))
+            case rnd.Prune():
+                store.prune()
+            case rnd.Rollback():
+                pass  # the coordinator redeploys from the last committed checkpoint
+    return None if action.reason is None else _why(action.reason)
+
+
+def _sources_part(plan: PhysicalPlan, entries: list[dict[str, Any]]) -> rnd.Snapshot:
+    """The sources' barrier entries (``positions``, ``generator``) as the round's part 0."""
+    positions, generators = {}, {}
+    for p, entry in zip(plan.sources, entries, strict=True):
+        if "positions" in entry:
+            positions[p.name] = {int(k): int(v) for k, v in entry["positions"].items()}
+        if "generator" in entry:
+            gen = entry["generator"]
+            generators[p.name] = GeneratorPosition(gen["started"], gen["next"])
+    return rnd.Snapshot(0, sources=positions, generators=generators)
+
+
+def _source_entry(positions: Mapping[int, int] | None) -> dict[str, Any]:
+    """What :meth:`SourceActor.committed` takes."""
+    return {} if positions is None else {"positions": {str(k): v for k, v in positions.items()}}
+
+
+def _collect(
+    n: int, d: Deployment, plan: PhysicalPlan, names: list[str], cround: rnd.CheckpointRound
+) -> list[rnd.Action]:
+    """Poll the workers for their parts and the sinks for their votes until the round has
+    them all, or :data:`CHECKPOINT_TIMEOUT` passed."""
     deadline = time.monotonic() + CHECKPOINT_TIMEOUT
-    while len(parts) < len(d.workers) or len(votes) < len(d.sinks):
+    while cround.phase is rnd.Phase.COLLECTING:
         if time.monotonic() > deadline:
-            return _abort(d, votes, f"not complete within {CHECKPOINT_TIMEOUT:g} s")
-        _poll(n, d, names, parts, votes)
+            return cround.timeout()
+        actions = _poll(n, d, plan, names, cround)
+        if actions:
+            return actions
         time.sleep(0.002)
-    errors = [p["error"] for p in parts.values() if p["error"]]
-    refused = [plan.sinks[i].name for i, (ok, _) in votes.items() if not ok]
-    if errors or refused:
-        why = f"snapshot failed: {errors[0]}" if errors else f"sinks {refused} voted abort"
-        return _abort(d, votes, why)
-    manifest, blobs = _manifest(n, d, plan, spec, entries, parts, votes)
-    try:
-        store.write(manifest, blobs)  # the commit point
-    except CheckpointError as exc:
-        return _abort(d, votes, f"it could not be written: {exc}")
-    for i, (_, entry) in votes.items():
-        if entry is not None:
-            d.sinks[i].commit.remote(entry["txn"])
-    for source, entry in zip(d.sources, entries, strict=True):
-        source.committed.remote(entry)
-    store.prune()
-    return None
+    return []
 
 
 def _poll(
-    n: int, d: Deployment, names: list[str], parts: dict[int, dict[str, Any]], votes: Votes
-) -> None:
+    n: int, d: Deployment, plan: PhysicalPlan, names: list[str], cround: rnd.CheckpointRound
+) -> list[rnd.Action]:
     """Ask the workers that have not handed their part, and the sinks that have not voted."""
-    workers = [j for j in range(len(d.workers)) if j not in parts]
-    sinks = [i for i in range(len(d.sinks)) if i not in votes]
+    workers = [j for j in range(len(d.workers)) if not cround.has_part(j + 1)]
+    sinks = [i for i in range(len(d.sinks)) if not cround.has_voted(plan.sinks[i].name)]
     refs = [d.workers[j].collect.remote(n) for j in workers]
     refs += [d.sinks[i].vote.remote(n) for i in sinks]
     offset = len(d.sources)
     who = [names[offset + j] for j in workers] + [f"sink actor {i}" for i in sinks]
     got = call(refs, who)
-    parts.update({j: p for j, p in zip(workers, got[: len(workers)], strict=True) if p})
-    votes.update({i: v for i, v in zip(sinks, got[len(workers) :], strict=True) if v is not None})
+    actions: list[rnd.Action] = []
+    for j, part in zip(workers, got[: len(workers)], strict=True):
+        if part:
+            snapshot = rnd.Snapshot(j + 1, blobs=tuple(part["blobs"]), error=part["error"])
+            actions += cround.captured(snapshot)
+    for i, vote in zip(sinks, got[len(workers) :], strict=True):
+        if vote is not None:
+            ok, entry = vote
+            position = None if entry is None else SinkPosition(entry["offset"], entry["txn"])
+            actions += cround.vote(plan.sinks[i].name, ok, position)
+    return actions
 
 
-def _abort(d: Deployment, votes: Votes, why: str) -> str:
-    for i, (_, entry) in votes.items():
-        if entry is not None:
-            d.sinks[i].abort.remote(entry["txn"])
-    return why
-
-
-def _manifest(
-    n: int,
-    d: Deployment,
-    plan: PhysicalPlan,
-    spec: AppSpec,
-    entries: list[dict[str, Any]],
-    parts: Mapping[int, dict[str, Any]],
-    votes: Votes,
-) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-    blobs: list[tuple[str, bytes]] = [b for j in sorted(parts) for b in parts[j]["blobs"]]
-    states: dict[str, list[int]] = {}
-    for name, _ in blobs:
-        _, state, group = name.rsplit("/", 2)
-        states.setdefault(state, []).append(int(group))
-    sources = {p.name: e["positions"] for p, e in zip(plan.sources, entries, strict=True)
-               if "positions" in e}  # fmt: skip
-    generators = {p.name: e["generator"] for p, e in zip(plan.sources, entries, strict=True)
-                  if "generator" in e}  # fmt: skip
-    manifest = {
-        "id": n,
-        "app": plan.app_name,
-        "worker": spec.name,
-        "key_groups": plan.key_groups,
-        "hash": HASH_FUNCTION,
-        "time_ns": time.time_ns(),
-        "states": {k: sorted(v) for k, v in states.items()},
-        "sources": sources,
-        "generators": generators,
-        "sinks": {
-            plan.sinks[i].name: entry
-            for i, (_, entry) in sorted(votes.items())
-            if entry is not None
-        },
-        "backend": "ray",
-        "workers": d.slots.workers,
-    }
-    return manifest, blobs
+def _why(reason: rnd.AbortReason) -> str:
+    """The reason the coordinator logs (``checkpoint <n> aborted (<why>)``)."""
+    if reason.kind is rnd.AbortKind.CAPTURE:
+        return f"snapshot failed: {reason.detail}"
+    if reason.kind is rnd.AbortKind.REFUSED:
+        return f"sinks {list(reason.refused)} voted abort"
+    if reason.kind is rnd.AbortKind.TIMEOUT:
+        return f"not complete within {CHECKPOINT_TIMEOUT:g} s"
+    return f"it could not be written: {reason.detail}"

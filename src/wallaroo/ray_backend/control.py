@@ -26,6 +26,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from wallaroo.engine.directories import RESILIENCE_DIR
+
 __all__ = ["CONTROL_FILE", "ControlServer", "request", "scale_main"]
 
 CONTROL_FILE = "ray-control.json"
@@ -143,7 +145,7 @@ def scale_main(argv: Sequence[str]) -> int:
     parser.add_argument("--address", help="the control port (the worker's --external)")
     parser.add_argument(
         "--resilience-dir",
-        default="wallaroo-resilience",
+        default=RESILIENCE_DIR,
         help="the application's --resilience-dir (to find its control port)",
     )
     parser.add_argument(

@@ -15,17 +15,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from wallaroo.plan.physical import PhysicalPlan
 from wallaroo.ray_backend._ray import import_ray, is_actor_death
+from wallaroo.ray_backend.records import SourceStart
 from wallaroo.ray_backend.sink_actor import SinkActor
 from wallaroo.ray_backend.slots import SlotMap
 from wallaroo.ray_backend.source_actor import SourceActor
 from wallaroo.ray_backend.topology import AppSpec, PlanGraph
 from wallaroo.ray_backend.worker_actor import WorkerActor
+from wallaroo.resilience.manifest import Manifest, blob_name
 from wallaroo.resilience.store import Checkpoint
 
 __all__ = ["DEPLOY_TIMEOUT", "LISTEN_RETRY", "Deployment", "deploy"]
@@ -98,25 +99,21 @@ def worker_cpus(workers: int) -> float:
     return max(0.01, min(1.0, math.floor(total / workers * 100) / 100))
 
 
-def _blobs_for(checkpoint: Checkpoint | None, slots: SlotMap, worker: int) -> dict[str, Any]:
-    if checkpoint is None:
-        return {}
+def _blobs_for(
+    checkpoint: Checkpoint, manifest: Manifest, slots: SlotMap, worker: int
+) -> dict[str, dict[int, bytes]]:
+    """State name -> key group -> blob, for the key groups ``worker`` owns."""
     owned = set(slots.groups_of(worker))
     found: dict[str, dict[int, bytes]] = {}
-    for name, groups in checkpoint.manifest.get("states", {}).items():
+    for name, groups in manifest.states.items():
         for group in groups:
-            if int(group) in owned:
-                found.setdefault(name, {})[int(group)] = checkpoint.blob(f"state/{name}/{group}")
+            if group in owned:
+                found.setdefault(name, {})[group] = checkpoint.blob(blob_name(name, group))
     return found
 
 
-def _source_entry(manifest: Mapping[str, Any], name: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {}
-    if name in manifest.get("sources", {}):
-        entry["positions"] = manifest["sources"][name]
-    if name in manifest.get("generators", {}):
-        entry["generator"] = manifest["generators"][name]
-    return entry
+def _source_start(manifest: Manifest, name: str) -> SourceStart:
+    return SourceStart(manifest.sources.get(name), manifest.generators.get(name))
 
 
 def deploy(
@@ -143,13 +140,13 @@ def deploy(
     slots = SlotMap.even(plan.key_groups, workers)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     pinned = {"num_cpus": 0, "scheduling_strategy": here}
-    manifest: Mapping[str, Any] = checkpoint.manifest if checkpoint is not None else {}
+    manifest = Manifest.of(checkpoint) if checkpoint is not None else None
     sinks = [
         _remote(SinkActor, **pinned).remote(
             spec,
             p.index,
             graph.sink_inputs(p.index, workers),
-            manifest.get("sinks", {}).get(p.name) if checkpoint is not None else None,
+            manifest.sinks.get(p.name) if manifest is not None else None,
         )
         for p in plan.sinks
     ]
@@ -160,16 +157,16 @@ def deploy(
     ]
     sources = [
         _remote(SourceActor, **pinned).remote(
-            spec, s.index, slots, _source_entry(manifest, s.name) if checkpoint else None
+            spec, s.index, slots, _source_start(manifest, s.name) if manifest else None
         )
         for s in plan.sources
     ]
     deployment = Deployment(slots, sources, worker_actors, sinks)
     try:
-        if checkpoint is not None:
+        if checkpoint is not None and manifest is not None:
             restored = ray.get(
                 [
-                    w.restore.remote(_blobs_for(checkpoint, slots, j))
+                    w.restore.remote(_blobs_for(checkpoint, manifest, slots, j))
                     for j, w in enumerate(worker_actors)
                 ],
                 timeout=DEPLOY_TIMEOUT,

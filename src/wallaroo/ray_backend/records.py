@@ -4,10 +4,15 @@ that turn statistics and errors into JSON and log text."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CoordinatorOptions", "RayStatistics", "jsonable", "reason"]
+from wallaroo.engine.directories import RESILIENCE_DIR
+from wallaroo.errors import first_line
+from wallaroo.resilience.manifest import GeneratorPosition
+
+__all__ = ["CoordinatorOptions", "RayStatistics", "SourceStart", "jsonable", "reason"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +31,22 @@ class CoordinatorOptions:
     workers: int = 1
     resilient: bool = False
     interval_s: float = 1.0
-    directory: str = "wallaroo-resilience"
+    directory: str = RESILIENCE_DIR
     fall_back: bool = False
     drain_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStart:
+    """Where a source actor starts, from the checkpoint restored.
+
+    Attributes:
+        positions: stream -> position, for a replayable source (None: from the beginning).
+        generator: a generator source's position (None: from its initial value).
+    """
+
+    positions: Mapping[int, int] | None = None
+    generator: GeneratorPosition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,5 +75,4 @@ def jsonable(value: Any) -> Any:
 
 def reason(exc: BaseException) -> str:
     """``Type: first line of the message``, for one log line."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return first_line(exc, typed=True)

@@ -8,13 +8,13 @@ checkpoint with ``--run-with-resilience``).
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 from typing import Any
 
-from wallaroo.errors import CheckpointError, ConfigurationError, WallarooParameterError
+from wallaroo.engine.directories import resilience_directory
+from wallaroo.errors import CheckpointError, ConfigurationError, WallarooParameterError, first_line
 from wallaroo.loader import load_application
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import PhysicalPlan
@@ -52,7 +52,7 @@ def run(flags: WorkerFlags, prog: str) -> int:
     except (ConfigurationError, WallarooParameterError) as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         return 2
-    directory = flags.resilience_dir or os.path.join(os.getcwd(), "wallaroo-resilience")
+    directory = str(resilience_directory(flags.resilience_dir))
     spec = AppSpec.here(
         module,
         [prog, *flags.app_args],
@@ -149,5 +149,4 @@ def _metrics(
 def _one_line(exc: BaseException) -> str:
     """The message of ``exc`` (or of the error an actor raised) in one line."""
     cause = getattr(exc, "cause", None)  # a RayTaskError carries the actor's exception
-    text = str(cause if isinstance(cause, BaseException) else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(cause if isinstance(cause, BaseException) else exc)

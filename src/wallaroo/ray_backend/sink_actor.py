@@ -26,10 +26,11 @@ from typing import Any
 from wallaroo.engine.deadletter import DeadLetterLog
 from wallaroo.ray_backend._ray import actor_info
 from wallaroo.ray_backend.aligner import BarrierAligner
-from wallaroo.ray_backend.channels import DATA
+from wallaroo.ray_backend.channels import Data, Items
 from wallaroo.ray_backend.loop import LoopThread
 from wallaroo.ray_backend.source_actor import deadletter_path
 from wallaroo.ray_backend.topology import AppSpec
+from wallaroo.resilience.manifest import SinkPosition
 from wallaroo.worker.checkpointing import VOTE_TIMEOUT
 from wallaroo.worker.connector_sink import ConnectorSinkOutput
 from wallaroo.worker.flow import Gate
@@ -48,14 +49,14 @@ class SinkActor:
         spec: how to load the application.
         index: the sink's index in the plan.
         inputs: the names of the actors that write to it.
-        restore: ``{"offset", "txn"}`` of the checkpoint restored (connector sinks), or None.
+        restore: the sink's position in the checkpoint restored (connector sinks), or None.
 
     Raises:
         ConfigurationError: a sink kind the Ray backend cannot run.
     """
 
     def __init__(
-        self, spec: AppSpec, index: int, inputs: frozenset[str], restore: dict[str, Any] | None
+        self, spec: AppSpec, index: int, inputs: frozenset[str], restore: SinkPosition | None
     ) -> None:
         self.spec = spec
         self.loaded, self.plan = spec.load()
@@ -65,7 +66,7 @@ class SinkActor:
         self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.sink{index}", log=log)
         self.output: Output = self.loop.call(self._output)
         if restore is not None and isinstance(self.output, ConnectorSinkOutput):
-            self.loop.call(self.output.restore, int(restore["offset"]), restore["txn"])
+            self.loop.call(self.output.restore, restore.offset, restore.txn)
         self._votes: dict[int, tuple[bool, dict[str, Any] | None]] = {}
         self._voting: dict[int, asyncio.Task[None]] = {}
         self.messages = 0
@@ -91,7 +92,7 @@ class SinkActor:
         return self.sink.name
 
     # -- data ---------------------------------------------------------------------------------
-    def write(self, sender: str, items: list[list[Any]]) -> None:
+    def write(self, sender: str, items: Items) -> None:
         """Output from ``sender`` (payload batches and barriers, in order)."""
         work = [(sender, item) for item in items]
         while work:
@@ -99,11 +100,11 @@ class SinkActor:
             aligner = self.aligner
             if aligner.arrived and aligner.blocked(who):
                 aligner.hold(who, item)
-            elif item[0] == DATA:
-                self.messages += len(item[2])
-                self.loop.soon(self.output.write, item[2])
-            elif aligner.barrier(who, item[2]):
-                self.loop.soon(self._at_barrier, item[2])
+            elif isinstance(item, Data):
+                self.messages += len(item.values)
+                self.loop.soon(self.output.write, item.values)
+            elif aligner.barrier(who, item.checkpoint_id):
+                self.loop.soon(self._at_barrier, item.checkpoint_id)
                 work[:0] = aligner.complete()
         if not self.gate.is_open:
             deadline = time.monotonic() + WRITE_WAIT

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from wallaroo.engine.deadletter import DEFAULT_FILENAME, DeadLetterLog
+from wallaroo.engine.directories import deadletter_directory
 from wallaroo.engine.local import LocalEngine
 from wallaroo.engine.wiring import Placement
 from wallaroo.ray_backend._ray import RayTransport, actor_info, submitter
 from wallaroo.ray_backend.channels import Channel, KeyedRoute, SinkChannelPort
 from wallaroo.ray_backend.loop import LoopThread
+from wallaroo.ray_backend.records import SourceStart
 from wallaroo.ray_backend.slots import SlotMap
 from wallaroo.ray_backend.topology import AppSpec, PlanGraph, source_name
 from wallaroo.worker.checkpointing import ReplayableSource
@@ -48,8 +49,7 @@ def deadletter_path(spec: AppSpec) -> Path:
     """The dead-letter file every actor of ``spec`` appends to: in its resilience directory,
     else ``wallaroo-deadletter`` in the driver's working directory.
     """
-    base = spec.resilience_dir or os.path.join(spec.cwd, "wallaroo-deadletter")
-    return Path(base) / DEFAULT_FILENAME
+    return deadletter_directory(spec.resilience_dir, spec.cwd) / DEFAULT_FILENAME
 
 
 class SourceActor:
@@ -59,15 +59,15 @@ class SourceActor:
         spec: how to load the application.
         index: the source's index in the plan.
         slots: the slot map.
-        restore: the checkpoint's manifest entries for this source (``positions``, and
-            ``generator``), or None to start from the beginning.
+        restore: where the checkpoint restored puts this source, or None to start from the
+            beginning.
 
     Raises:
         ConfigurationError: a source kind the Ray backend cannot run.
     """
 
     def __init__(
-        self, spec: AppSpec, index: int, slots: SlotMap, restore: dict[str, Any] | None
+        self, spec: AppSpec, index: int, slots: SlotMap, restore: SourceStart | None
     ) -> None:
         self.spec = spec
         self.loaded, self.plan = spec.load()
@@ -75,7 +75,7 @@ class SourceActor:
         self.source = self.plan.sources[index]
         self.name = source_name(index)
         self.slots = slots
-        self.restore_entry = restore or {}
+        self.start_at = restore or SourceStart()
         self.loop = LoopThread(f"source {self.source.name}")
         self.dead = DeadLetterLog(deadletter_path(spec), worker=f"{spec.name}.{self.name}", log=log)
         self.dead.serialize = self.loaded.serialize
@@ -138,19 +138,18 @@ class SourceActor:
         return source_kind(self.source, host.backend).ingress(self.source, engine, host)
 
     def _restore(self) -> None:
-        entry = self.restore_entry
+        start = self.start_at
         ingress: object = self.ingress
         if isinstance(ingress, GeneratorSource):
-            gen = entry.get("generator")
+            gen = start.generator
             if gen is not None:
-                value = gen["next"]
+                value = gen.next
                 decoded = (
                     None if value is None else self.loaded.deserialize(base64.b64decode(value))
                 )
-                ingress.restore(bool(gen["started"]), decoded)
-        elif "positions" in entry and isinstance(ingress, ReplayableSource):
-            positions = {int(k): int(v) for k, v in entry["positions"].items()}
-            ingress.restore(positions)
+                ingress.restore(gen.started, decoded)
+        elif start.positions is not None and isinstance(ingress, ReplayableSource):
+            ingress.restore(dict(start.positions))
 
     def start(self, retry: float) -> str:
         """Start listening (or generating); return ``host:port`` or the source's name.

@@ -24,6 +24,7 @@ from typing import Any
 
 from wallaroo.engine.state import StateStore
 from wallaroo.errors import CheckpointError
+from wallaroo.resilience.manifest import blob_name
 from wallaroo.serialization import deserialize as default_deserialize
 from wallaroo.serialization import serialize as default_serialize
 
@@ -99,8 +100,8 @@ def decode_group(blob: bytes, deserialize: Callable[[bytes], Any]) -> dict[str, 
 def group_blobs(
     store: StateStore, serialize: Callable[[Any], bytes]
 ) -> Iterator[tuple[str, bytes]]:
-    """``(blob name, bytes)`` for every non-empty key group of ``store``."""
+    """``(blob_name(state, group), bytes)`` for every non-empty key group of ``store``."""
     for group in range(store.key_groups):
         states = store.snapshot_group(group)
         if states:
-            yield f"state/{store.name}/{group}", encode_group(states, serialize)
+            yield blob_name(store.name, group), encode_group(states, serialize)

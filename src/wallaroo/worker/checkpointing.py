@@ -2,14 +2,12 @@
 
 A checkpoint is taken between two batches, in the event loop, so it sees one consistent moment:
 every state object, every connector stream's last processed point of reference, every
-generator's next value and every connector sink's output offset (the *barrier*). Then:
-
-1. each connector sink gets PHASE1 for the checkpoint's transaction once its output before the
-   barrier is sent (output after it is held back), and votes;
-2. if every vote is commit, the checkpoint is written to the store (fsync, rename): this is the
-   commit point;
-3. sinks get PHASE2 commit and release their held output; connector sources get ACKs for the
-   checkpointed positions (so a connector only forgets what a durable checkpoint holds).
+generator's next value and every connector sink's output offset (the *barrier*). The round is
+:class:`~wallaroo.resilience.round.CheckpointRound`, which the Ray backend drives too; the
+:class:`Checkpointer` is its I/O: it captures, asks the sinks for their PHASE1 votes, writes
+the checkpoint to the store (fsync, rename: the commit point), sends PHASE2 commit (sinks
+release their held output) and acknowledges the checkpointed positions to the sources (so a
+connector only forgets what a durable checkpoint holds).
 
 A vote to abort, a sink that cannot vote, or a failed write aborts the checkpoint: sinks get
 PHASE2 abort and the worker rolls back to the last committed checkpoint (state, sink offsets,
@@ -29,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from wallaroo.engine.keys import HASH_FUNCTION
 from wallaroo.engine.local import LocalEngine
 from wallaroo.errors import CheckpointError
 from wallaroo.plan.physical import SourcePlan
+from wallaroo.resilience import round as rnd
+from wallaroo.resilience.manifest import GeneratorPosition, Manifest, SinkPosition, blob_name
 from wallaroo.resilience.state_codec import decode_group, group_blobs
 from wallaroo.resilience.store import Checkpoint, CheckpointStore
 from wallaroo.worker.connector_sink import ConnectorSinkOutput
@@ -181,67 +180,66 @@ class Checkpointer:
             )
         if checkpoint is None:
             return None
-        self._check(checkpoint)
+        manifest = self._check(checkpoint)
         self.log.info("recovering from checkpoint %d (%s)", checkpoint.id, checkpoint.path.name)
-        self._restore(checkpoint, live=False)
+        self._restore(checkpoint, manifest, live=False)
         self.last_committed = checkpoint.id
         self._next_id = checkpoint.id + 1
         return checkpoint.id
 
-    def _check(self, checkpoint: Checkpoint) -> None:
-        m = checkpoint.manifest
-        if m.get("app") != self.app_name or m.get("worker") != self.worker_name:
-            raise CheckpointError(
-                f"checkpoint {checkpoint.path} belongs to application {m.get('app')!r}, worker "
-                f"{m.get('worker')!r}, not {self.app_name!r}/{self.worker_name!r}; use another "
-                "--resilience-dir or the same --name"
-            )
-        if m.get("key_groups") != self.engine.plan.key_groups or m.get("hash") != HASH_FUNCTION:
-            raise CheckpointError(
-                f"checkpoint {checkpoint.path} uses {m.get('key_groups')} key groups hashed with "
-                f"{m.get('hash')}; this worker uses {self.engine.plan.key_groups} and "
-                f"{HASH_FUNCTION}"
-            )
+    def _check(self, checkpoint: Checkpoint) -> Manifest:
+        """The checkpoint's manifest, checked to be this application's and worker's.
 
-    def _restore(self, checkpoint: Checkpoint | None, *, live: bool) -> None:
+        Raises:
+            CheckpointError: an unreadable manifest, or another application, worker name,
+                number of key groups or hash function.
+        """
+        manifest = Manifest.of(checkpoint)
+        manifest.check(
+            app=self.app_name,
+            worker=self.worker_name,
+            key_groups=self.engine.plan.key_groups,
+            where=f"checkpoint {checkpoint.path}",
+            reader="this worker",
+        )
+        return manifest
+
+    def _restore(
+        self, checkpoint: Checkpoint | None, manifest: Manifest | None, *, live: bool
+    ) -> None:
         """Put the worker back in the state ``checkpoint`` recorded (None: the beginning)."""
-        m: dict[str, Any] = dict(checkpoint.manifest) if checkpoint is not None else {}
-        self._restore_states(checkpoint)
-        sources = m.get("sources", {})
+        m = manifest or Manifest(0, self.app_name, self.worker_name, self.engine.plan.key_groups)
+        self._restore_states(checkpoint, m)
         for listener in self.sources:
-            positions = {int(k): int(v) for k, v in sources.get(listener.plan.name, {}).items()}
+            positions = dict(m.sources.get(listener.plan.name, {}))
             if live:
                 listener.rollback(positions)
             else:
                 listener.restore(positions)
-        gens = m.get("generators", {})
         for gen in self.generators:
-            entry = gens.get(gen.plan.name)
+            entry = m.generators.get(gen.plan.name)
             if entry is None:
                 gen.restore(False, None)
             else:
-                value = entry["next"]
+                value = entry.next
                 gen.restore(
-                    entry["started"],
+                    entry.started,
                     None if value is None else self.deserialize(base64.b64decode(value)),
                 )
-        sinks = m.get("sinks", {})
         for sink in self.sinks:
-            entry = sinks.get(sink.name, {"offset": 0, "txn": None})
-            sink.restore(int(entry["offset"]), entry["txn"])
+            position = m.sinks.get(sink.name, SinkPosition(0, None))
+            sink.restore(position.offset, position.txn)
 
-    def _restore_states(self, checkpoint: Checkpoint | None) -> None:
+    def _restore_states(self, checkpoint: Checkpoint | None, manifest: Manifest) -> None:
         for store in self.engine.states.values():
             for group in range(store.key_groups):
                 store.drop_group(group)
-        if checkpoint is None:
-            self.engine.restored()
-            return
-        groups = {k: list(v) for k, v in checkpoint.manifest.get("states", {}).items()}
-        for name, store in self.engine.states.items():
-            for group in groups.pop(name, []):
-                blob = checkpoint.blob(f"state/{name}/{group}")
-                store.restore_group(group, decode_group(blob, self.deserialize))
+        groups = {k: list(v) for k, v in manifest.states.items()}
+        if checkpoint is not None:
+            for name, store in self.engine.states.items():
+                for group in groups.pop(name, []):
+                    blob = checkpoint.blob(blob_name(name, group))
+                    store.restore_group(group, decode_group(blob, self.deserialize))
         self.engine.restored()
         for name in groups:
             self.log.warning(
@@ -274,65 +272,94 @@ class Checkpointer:
                 handler.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def _write(self, manifest: dict[str, Any], blobs: list[tuple[str, bytes]]) -> None:
+    def _write(self, write: rnd.WriteCheckpoint) -> None:
         if self._crash == ("during-write", self._attempts):
             self.store.before_rename = lambda: self._maybe_crash("during-write")
-        self.store.write(manifest, blobs)
+        self.store.write(write.manifest.to_json(), write.blobs)
 
     async def _checkpoint(self) -> bool:
-        started = time.perf_counter()
+        """One :class:`~wallaroo.resilience.round.CheckpointRound`: feed it what happens and
+        carry out its actions, in order, until it is done."""
+        attempt = _Attempt(
+            time.perf_counter(),
+            rnd.CheckpointRound(
+                app=self.app_name,
+                worker=self.worker_name,
+                key_groups=self.engine.plan.key_groups,
+                sinks=[sink.name for sink in self.sinks],
+            ),
+        )
         checkpoint_id = self._next_id
         self._next_id += 1
         self._attempts += 1
-        try:
-            manifest, blobs = self._snapshot(checkpoint_id)
-        except CheckpointError as exc:  # a state that cannot be serialised: try again later
-            self._aborted += 1
-            self.log.error(
-                "checkpoint %d failed: %s; nothing is acknowledged until a checkpoint succeeds",
-                checkpoint_id,
-                exc,
-            )
-            return False
-        txns = {sink.name: manifest["sinks"][sink.name]["txn"] for sink in self.sinks}
-        self._maybe_crash("before-phase1")
-        votes = await asyncio.gather(*(s.prepare(checkpoint_id, VOTE_TIMEOUT) for s in self.sinks))
-        committed = all(votes)
-        if committed:
-            self._maybe_crash("after-phase1")
-            try:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, self._write, manifest, blobs)
-            except CheckpointError as exc:
-                self.log.error("checkpoint %d could not be written: %s", checkpoint_id, exc)
-                committed = False
-        if not committed:
-            refused = [s.name for s, ok in zip(self.sinks, votes, strict=True) if not ok]
-            self._abort(checkpoint_id, txns, refused)
-            return False
-        self._maybe_crash("after-write")
-        for sink in self.sinks:
-            sink.commit(txns[sink.name])
-        for listener in self.sources:
-            listener.committed(
-                {int(k): v for k, v in manifest["sources"][listener.plan.name].items()}
-            )
-        self.last_committed = checkpoint_id
-        self._taken += 1
-        self._last_duration = time.perf_counter() - started
-        self._last_bytes = sum(len(b) for _, b in blobs)
-        await asyncio.get_running_loop().run_in_executor(None, self.store.prune)
-        self.log.debug("checkpoint %d committed in %.3f s", checkpoint_id, self._last_duration)
-        return True
+        actions = attempt.round.start(checkpoint_id, time_ns=time.time_ns())
+        while not isinstance(action := actions.pop(0), rnd.Done):
+            actions += await self._execute(action, attempt)
+        return self._done(action, attempt)
 
-    def _snapshot(self, checkpoint_id: int) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-        """Everything a checkpoint records, at this moment (no await: one consistent cut)."""
+    async def _execute(self, action: rnd.Action, attempt: _Attempt) -> list[rnd.Action]:
+        """Carry out one action of the round; return what the round says next."""
+        cround = attempt.round
+        match action:
+            case rnd.Capture():
+                return cround.captured(self._capture(action.checkpoint_id))
+            case rnd.RequestVotes():
+                self._maybe_crash("before-phase1")
+                votes = await asyncio.gather(
+                    *(sink.prepare(action.checkpoint_id, VOTE_TIMEOUT) for sink in self.sinks)
+                )
+                return [
+                    a
+                    for s, ok in zip(self.sinks, votes, strict=True)
+                    for a in cround.vote(s.name, ok)
+                ]
+            case rnd.WriteCheckpoint():
+                return await self._write_durably(action, attempt)
+            case rnd.SendPhase2():
+                for sink in self.sinks:
+                    txn = action.txns.get(sink.name)
+                    if txn is not None:
+                        (sink.commit if action.commit else sink.abort)(txn)
+            case rnd.Acknowledge():
+                for listener in self.sources:
+                    listener.committed(dict(action.positions[listener.plan.name]))
+            case rnd.Prune():
+                self._committed(action.checkpoint_id, attempt)
+                await asyncio.get_running_loop().run_in_executor(None, self.store.prune)
+            case rnd.Rollback():
+                attempt.rolled_back = True
+                self._rollback(action)
+        return []
+
+    def _capture(self, checkpoint_id: int) -> rnd.Snapshot:
+        try:
+            return self._snapshot(checkpoint_id)
+        except CheckpointError as exc:  # a state that cannot be serialised: try again later
+            return rnd.Snapshot(error=str(exc))
+
+    async def _write_durably(
+        self, write: rnd.WriteCheckpoint, attempt: _Attempt
+    ) -> list[rnd.Action]:
+        attempt.write = write
+        self._maybe_crash("after-phase1")
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._write, write)
+        except CheckpointError as exc:
+            checkpoint_id = write.manifest.checkpoint_id
+            self.log.error("checkpoint %d could not be written: %s", checkpoint_id, exc)
+            return attempt.round.write_failed(str(exc))
+        self._maybe_crash("after-write")
+        return attempt.round.written()
+
+    def _snapshot(self, checkpoint_id: int) -> rnd.Snapshot:
+        """Everything a checkpoint records, at this moment (no await: one consistent cut).
+
+        Raises:
+            CheckpointError: a state or a generator's next value cannot be serialised.
+        """
         blobs: list[tuple[str, bytes]] = []
-        states: dict[str, list[int]] = {}
-        for name, store in self.engine.states.items():
-            for blob_name, data in group_blobs(store, self.serialize):
-                blobs.append((blob_name, data))
-                states.setdefault(name, []).append(int(blob_name.rsplit("/", 1)[1]))
+        for store in self.engine.states.values():
+            blobs.extend(group_blobs(store, self.serialize))
         generators = {}
         for gen in self.generators:
             started, value = gen.position()
@@ -347,42 +374,50 @@ class Checkpointer:
                     f"serialize() failed for the next value of generator source "
                     f"'{gen.plan.name}': {type(exc).__name__}: {exc}"
                 ) from exc
-            generators[gen.plan.name] = {"started": started, "next": encoded}
-        manifest = {
-            "id": checkpoint_id,
-            "app": self.app_name,
-            "worker": self.worker_name,
-            "key_groups": self.engine.plan.key_groups,
-            "hash": HASH_FUNCTION,
-            "time_ns": time.time_ns(),
-            "states": states,
-            "sources": {
-                lst.plan.name: {str(k): v for k, v in lst.positions().items()}
-                for lst in self.sources
-            },
-            "generators": generators,
-            "sinks": {sink.name: sink.barrier(checkpoint_id) for sink in self.sinks},
-        }
-        return manifest, blobs
+            generators[gen.plan.name] = GeneratorPosition(started, encoded)
+        sources = {lst.plan.name: dict(lst.positions()) for lst in self.sources}
+        sinks = {}
+        for sink in self.sinks:
+            entry = sink.barrier(checkpoint_id)
+            sinks[sink.name] = SinkPosition(int(entry["offset"]), entry["txn"])
+        return rnd.Snapshot(0, tuple(blobs), sources, generators, sinks)
 
-    def _abort(self, checkpoint_id: int, txns: dict[str, str], refused: list[str]) -> None:
+    def _committed(self, checkpoint_id: int, attempt: _Attempt) -> None:
+        """The round committed (PHASE2 and acknowledgements sent): count it."""
+        self.last_committed = checkpoint_id
+        self._taken += 1
+        self._last_duration = time.perf_counter() - attempt.started
+        blobs = attempt.write.blobs if attempt.write is not None else ()
+        self._last_bytes = sum(len(b) for _, b in blobs)
+
+    def _rollback(self, action: rnd.Rollback) -> None:
         self._aborted += 1
         self._rollbacks += 1
-        for sink in self.sinks:
-            sink.abort(txns[sink.name])
-        why = (
-            f"sinks {', '.join(refused)} voted abort or could not vote"
-            if refused
-            else "it could not be written"
-        )
+        reason = action.reason
+        why = "it could not be written" if reason.kind is rnd.AbortKind.WRITE else str(reason)
         self.log.warning(
             "checkpoint %d aborted (%s); rolling back to checkpoint %d and replaying",
-            checkpoint_id,
+            action.checkpoint_id,
             why,
             self.last_committed,
         )
         previous = self.store.read(self.last_committed) if self.last_committed else None
-        self._restore(previous, live=True)
+        self._restore(previous, Manifest.of(previous) if previous else None, live=True)
+
+    def _done(self, done: rnd.Done, attempt: _Attempt) -> bool:
+        if done.committed:
+            self.log.debug(
+                "checkpoint %d committed in %.3f s", done.checkpoint_id, self._last_duration
+            )
+            return True
+        if not attempt.rolled_back:  # it failed while capturing: there was nothing to undo
+            self._aborted += 1
+            self.log.error(
+                "checkpoint %d failed: %s; nothing is acknowledged until a checkpoint succeeds",
+                done.checkpoint_id,
+                done.reason.detail if done.reason is not None else "",
+            )
+        return False
 
     def statistics(self) -> CheckpointStatistics:
         """A snapshot of the checkpoint counters."""
@@ -394,3 +429,13 @@ class Checkpointer:
             self._last_duration,
             self._last_bytes,
         )
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One call of :meth:`Checkpointer._checkpoint`: its round and what the adapter keeps."""
+
+    started: float
+    round: rnd.CheckpointRound
+    write: rnd.WriteCheckpoint | None = None
+    rolled_back: bool = False
