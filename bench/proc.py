@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,3 +142,18 @@ def wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], timeout:
             raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}); see {path}")
         time.sleep(0.02)
     raise TimeoutError(f"{text!r} did not appear in {path} within {timeout} s")
+
+
+def accept_forever(sock: socket.socket, read: Callable[[socket.socket], None]) -> None:
+    """Accept connections on the listening ``sock`` in a daemon thread, each read by
+    ``read(conn)`` in a daemon thread of its own, until ``sock`` is closed."""
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=read, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()

@@ -102,15 +102,7 @@ class Collector:
         self.last = 0.0
         self.first = 0.0
         self.first_count = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+        proc.accept_forever(self.sock, self._read)
 
     def _read(self, conn: socket.socket) -> None:
         rest = b""

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+import ray_cluster
 import services
+from wallaroo.testing import default_backend
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +50,38 @@ def rabbitmq_url() -> str:
 def postgres_dsn() -> str:
     services.require_port(5432, "PostgreSQL")
     return services.POSTGRES_DSN
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """The GCS address of a local Ray cluster (2 CPUs, no dashboard) for the session, in this
+    process (the Ray tier's drivers join it; the engine tests' Ray mode uses it directly).
+    Never ``ray stop``: it would stop every user's Ray on a shared machine."""
+    address = ray_cluster.start_ray()
+    import ray
+
+    try:
+        yield address
+    finally:
+        ray.shutdown()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test using ``engine_backend`` runs on the embedded engine and on Ray (2 workers);
+    one marked ``embedded_only`` on the embedded engine only."""
+    if "engine_backend" not in metafunc.fixturenames:
+        return
+    modes: list[object] = ["embedded"]
+    if metafunc.definition.get_closest_marker("embedded_only") is None:
+        modes.append(pytest.param("ray", marks=pytest.mark.ray))
+    metafunc.parametrize("engine_backend", modes, indirect=True)
+
+
+@pytest.fixture
+def engine_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The backend ``Harness`` and ``run`` use in this test (see ``pytest_generate_tests``)."""
+    mode = str(request.param)
+    if mode == "ray":
+        request.getfixturevalue("ray_address")
+    with default_backend(mode, workers=2):
+        yield mode

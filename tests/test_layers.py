@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("protocol", "engine"),
     ("resilience", "metrics", "experimental"),
     ("connectors", "worker"),
-    ("testing", "ray_backend"),
+    ("ray_backend",),
+    ("testing",),
     ("cli",),
     ("__main__",),
 )

@@ -66,6 +66,7 @@ TESTING = {
     "RunResult",
     "check_sink_connector",
     "check_source_connector",
+    "default_backend",
     "python_module_command",
     "run",
 }

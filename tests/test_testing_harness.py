@@ -12,6 +12,9 @@ from apps import tcp_sink, tcp_source
 from wallaroo.errors import ConfigurationError, WallarooParameterError
 from wallaroo.testing import Harness, MockClock, run
 
+#: every test here runs on the embedded engine and on Ray (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("engine_backend")
+
 
 def setup_fn(args):
     return wallaroo.build_application("t", wallaroo.source("p", tcp_source()).to_sink(tcp_sink()))
@@ -95,6 +98,7 @@ def test_unknown_source_names_list_the_known_ones():
         run(setup_fn, inputs={"nope": [b"x"]})
 
 
+@pytest.mark.embedded_only  # a mock clock drives this process's engine only
 def test_mock_clock_timestamps_dead_letters():
     clock = MockClock(start_ns=0)
     clock.advance(1_500_000_000)

@@ -9,6 +9,9 @@ import wallaroo
 from wallaroo import WallarooParameterError
 from wallaroo.testing import Harness, MockClock, run
 
+#: every test here runs on the embedded engine and on Ray (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("engine_backend")
+
 S = 1_000_000_000  # one second in ns
 
 
@@ -82,6 +85,7 @@ def outputs(harness):
 # -- hand-computed firing rules -------------------------------------------------------------
 
 
+@pytest.mark.embedded_only  # event times across keys: Ray's watermark is per worker
 def test_a_tumbling_window_fires_when_the_watermark_reaches_its_end():
     h = Harness(app(wallaroo.range_windows(wallaroo.seconds(10)).over(Collect)))
     feed(h, [("a", 1, 1), ("a", 2, 2), ("b", 5, 9.999)])
@@ -92,6 +96,7 @@ def test_a_tumbling_window_fires_when_the_watermark_reaches_its_end():
     assert outputs(h) == ["a:1,2", "b:5", "a:3"]
 
 
+@pytest.mark.embedded_only  # event times across keys: Ray's watermark is per worker
 def test_a_delay_holds_the_window_until_end_plus_delay():
     h = Harness(
         app(
@@ -107,6 +112,7 @@ def test_a_delay_holds_the_window_until_end_plus_delay():
     assert outputs(h) == ["a:1,3"]
 
 
+@pytest.mark.embedded_only  # event times across keys: Ray's watermark is per worker
 def test_sliding_windows_place_a_message_in_every_overlapping_window():
     h = Harness(
         app(
@@ -139,6 +145,7 @@ def test_late_data_policies():
     assert run_policy("place-in-oldest-window") == (["a:1", "a:2,3"], 1)
 
 
+@pytest.mark.embedded_only  # a mock clock drives this process's engine only
 def test_an_idle_window_fires_on_the_clock():
     clock = MockClock(start_ns=100 * S)
     h = Harness(app(wallaroo.range_windows(wallaroo.seconds(10)).over(Total)), clock=clock)
@@ -203,6 +210,7 @@ def reference(messages, range_s, slide_s, delay_s, policy):
     return Counter(out)
 
 
+@pytest.mark.embedded_only  # out-of-order event times: Ray's watermark is per worker
 @pytest.mark.parametrize("seed", range(30))
 def test_random_inputs_match_a_brute_force_reference(seed):
     rng = random.Random(seed)
@@ -274,6 +282,7 @@ def test_time_helpers():
     assert wallaroo.nanoseconds(7) == 7
 
 
+@pytest.mark.embedded_only  # the harness's checkpointer is the embedded worker's
 def test_window_state_survives_a_checkpoint_restore():
     """Snapshot the key groups mid-stream, restore them into a fresh engine, continue: the
     outputs equal an uninterrupted run's."""

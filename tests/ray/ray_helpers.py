@@ -18,39 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fault_driver import BIN, REPO, Pipeline, free_port, wait_until
 
+from ray_cluster import HEALTH_CHECKS, RAY_ENV, require_ray
 from wallaroo.ray_backend.control import CONTROL_FILE, request
 
+__all__ = ["HEALTH_CHECKS", "RAY_ENV", "RayPipeline", "require_ray"]
+
 EXAMPLES = REPO / "examples"
-
-RAY_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_AUTH_MODE": "disabled",
-}
-# Read by Ray when it is imported and started: set before any test imports it.
-os.environ.update(RAY_ENV)
-# Node deaths are noticed in about a second instead of Ray's default 30 s or so.
-HEALTH_CHECKS = {
-    "health_check_initial_delay_ms": 0,
-    "health_check_period_ms": 300,
-    "health_check_timeout_ms": 300,
-    "health_check_failure_threshold": 3,
-}
-
-
-def require_ray() -> None:
-    """Fail when ray is not installed: the test extras install it, and a missing backend must
-    not pass as a skipped test."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        pytest.fail(
-            "ray is not installed; the test extras install it: pip install -e '.[test]'",
-            pytrace=False,
-        )
 
 
 @dataclass

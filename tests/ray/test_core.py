@@ -29,7 +29,7 @@ from wallaroo.errors import ConfigurationError
 from wallaroo.plan.compiler import compile_application
 from wallaroo.plan.physical import Exchange
 from wallaroo.ray_backend.aligner import BarrierAligner
-from wallaroo.ray_backend.channels import BARRIER, DATA, Channel, KeyedRoute, SinkChannelPort
+from wallaroo.ray_backend.channels import Barrier, Channel, Data, KeyedRoute, SinkChannelPort
 from wallaroo.ray_backend.slots import SlotMap
 from wallaroo.ray_backend.topology import PlanGraph
 from wallaroo.ray_backend.worker_core import WorkerCore
@@ -109,11 +109,11 @@ def test_a_channel_batches_merges_and_keeps_barriers_behind_data():
     channel.data(1, ["c"], ["k"], None)
     assert calls.sent == []
     channel.data(2, ["d", "e"], ["j", "j"], None)  # 5 messages: sent
-    assert calls.sent == [[[DATA, 1, ["a", "b", "c"], ["k", "k", "k"], None],
-                           [DATA, 2, ["d", "e"], ["j", "j"], None]]]  # fmt: skip
+    assert calls.sent == [[Data(1, ["a", "b", "c"], ["k", "k", "k"], None),
+                           Data(2, ["d", "e"], ["j", "j"], None)]]  # fmt: skip
     channel.data(1, ["f"], ["k"], None)
     channel.barrier(1, 7)
-    assert calls.sent[1] == [[DATA, 1, ["f"], ["k"], None], [BARRIER, 1, 7, None, None]]
+    assert calls.sent[1] == [Data(1, ["f"], ["k"], None), Barrier(1, 7)]
 
 
 def test_a_blocking_channel_waits_and_a_non_blocking_one_queues():
@@ -130,7 +130,7 @@ def test_a_blocking_channel_waits_and_a_non_blocking_one_queues():
     calls.finished.update({0, 1})
     queuing.pump()
     assert len(calls.sent) == 4 and queuing.queued == 0
-    assert [c[0][2] for c in calls.sent] == [[0], [1], [2], [3]]
+    assert [c[0].values for c in calls.sent] == [[0], [1], [2], [3]]
 
 
 def test_a_failed_call_breaks_the_channel():
@@ -204,10 +204,10 @@ class SinkRecorder:
 
     def __call__(self, sender, items):
         for item in items:
-            if item[0] == DATA:
-                self.payloads.extend(item[2])
+            if isinstance(item, Data):
+                self.payloads.extend(item.values)
             else:
-                self.barriers.append((sender, item[2]))
+                self.barriers.append((sender, item.checkpoint_id))
 
 
 class Total:

@@ -8,7 +8,7 @@ harness calls it directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from wallaroo.engine.windows import WindowStatistics
 from wallaroo.engine.wiring import Placement, WindowRunner, wire
 from wallaroo.plan.physical import PhysicalPlan
 
-__all__ = ["EngineStatistics", "LocalEngine"]
+__all__ = ["EngineStatistics", "LocalEngine", "engine_statistics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,23 @@ class EngineStatistics:
     states: tuple[StateStatistics, ...]
     dead_letters: DeadLetterStatistics
     windows: tuple[WindowStatistics, ...] = ()
+
+
+def engine_statistics(
+    segments: Mapping[int, SegmentRunner],
+    sinks: Sequence[SinkRunner],
+    states: Mapping[str, StateStore],
+    dead_letters: DeadLetterLog,
+    windows: Sequence[WindowRunner],
+) -> EngineStatistics:
+    """The counters of wired runners (segments in id order), wherever they run."""
+    return EngineStatistics(
+        tuple(segments[i].statistics() for i in sorted(segments)),
+        tuple(s.statistics() for s in sinks),
+        tuple(s.statistics() for s in states.values()),
+        dead_letters.statistics(),
+        tuple(w.statistics() for w in windows),
+    )
 
 
 class LocalEngine:
@@ -123,10 +140,6 @@ class LocalEngine:
         """A snapshot of every segment's, sink's, state store's and window's counters, and of the
         dead-letter log's.
         """
-        return EngineStatistics(
-            tuple(self.segments[i].statistics() for i in sorted(self.segments)),
-            tuple(s.statistics() for s in self.sinks),
-            tuple(s.statistics() for s in self.states.values()),
-            self.dead_letters.statistics(),
-            tuple(w.statistics() for w in self.windows),
+        return engine_statistics(
+            self.segments, self.sinks, self.states, self.dead_letters, self.windows
         )

@@ -1,8 +1,9 @@
 """Channels: batched, bounded, ordered sends from one actor to another.
 
-A :class:`Channel` carries everything one actor sends to one other actor: data for a segment
-(``[DATA, segment, values, keys, times]``), data for a sink (``[DATA, -1, payloads, None,
-None]``) and barriers (``[BARRIER, segment, checkpoint id, None, None]``). Consecutive data for
+A :class:`Channel` carries everything one actor sends to one other actor, as typed records:
+data for a segment (:class:`Data` ``(segment, values, keys, times)``), data for a sink
+(``Data(-1, payloads, None, None)``) and barriers (:class:`Barrier` ``(segment,
+checkpoint_id)``). A remote call carries a list of them (an :data:`Items`). Consecutive data for
 the same segment is merged; a batch is sent as one remote call when it holds :data:`BATCH`
 messages or when the owner flushes (at the end of each call it handles, or a few milliseconds
 after a source's first buffered message). Order: one channel per (sender, receiver) pair, and a
@@ -24,24 +25,47 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from wallaroo.engine.keys import key_group
 from wallaroo.ray_backend.slots import SlotMap
 
 __all__ = [
-    "BARRIER",
     "BATCH",
-    "DATA",
     "WINDOW",
+    "Barrier",
     "Channel",
+    "Data",
+    "Item",
+    "Items",
     "KeyedRoute",
     "SinkChannelPort",
     "Transport",
 ]
 
-DATA = 0
-BARRIER = 1
+
+class Data(NamedTuple):
+    """Messages for ``segment`` (-1: the receiving sink), with their keys and event times
+    (None when the sender has none); the lists grow while the record is buffered."""
+
+    segment: int
+    values: list[Any]
+    keys: list[Any] | None
+    times: list[int] | None
+
+
+class Barrier(NamedTuple):
+    """Checkpoint barrier ``checkpoint_id`` for ``segment`` (-1: the receiving sink)."""
+
+    segment: int
+    checkpoint_id: int
+
+
+Item = Data | Barrier
+"""What a channel carries."""
+Items = list[Item]
+"""One remote call's batch, in the order sent."""
+
 BATCH = 2000
 """Messages per remote call at most."""
 WINDOW = 8
@@ -87,7 +111,7 @@ class Channel:
     def __init__(
         self,
         name: str,
-        submit: Callable[[list[list[Any]]], Any],
+        submit: Callable[[Items], Any],
         transport: Transport,
         *,
         blocking: bool,
@@ -100,10 +124,10 @@ class Channel:
         self.blocking = blocking
         self.window = window
         self.batch = batch
-        self._items: list[list[Any]] = []
+        self._items: Items = []
         self._size = 0
         self._inflight: deque[Any] = deque()
-        self._queued: deque[list[list[Any]]] = deque()
+        self._queued: deque[Items] = deque()
         self.broken: str | None = None
         self.calls = 0
         self.messages = 0
@@ -130,24 +154,24 @@ class Channel:
         items = self._items
         if items:
             last = items[-1]
-            if last[0] == DATA and last[1] == segment:
-                last[2].extend(values)
+            if isinstance(last, Data) and last.segment == segment:
+                last.values.extend(values)
+                # a segment's messages always have keys (and times), or never
                 if keys is not None:
-                    last[3].extend(keys)
+                    last.keys.extend(keys)  # type: ignore[union-attr]
                 if times is not None:
-                    last[4].extend(times)
+                    last.times.extend(times)  # type: ignore[union-attr]
                 self._grow(len(values))
                 return
         elif self.on_buffered is not None:
             self.on_buffered()
         items.append(
-            [
-                DATA,
+            Data(
                 segment,
                 list(values),
                 None if keys is None else list(keys),
                 None if times is None else list(times),
-            ]
+            )
         )
         self._grow(len(values))
 
@@ -159,7 +183,7 @@ class Channel:
 
     def barrier(self, segment: int, checkpoint_id: int) -> None:
         """Send a barrier, after everything buffered before it."""
-        self._items.append([BARRIER, segment, checkpoint_id, None, None])
+        self._items.append(Barrier(segment, checkpoint_id))
         self.flush()
 
     def flush(self) -> None:
@@ -201,7 +225,7 @@ class Channel:
                 self._reap()
         return not self._queued and not self._inflight
 
-    def _send(self, batch: list[list[Any]]) -> None:
+    def _send(self, batch: Items) -> None:
         try:
             self._inflight.append(self._submit(batch))
         except Exception as exc:  # the receiver's handle is unusable: it died

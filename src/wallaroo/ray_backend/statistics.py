@@ -35,7 +35,7 @@ from wallaroo.worker.flow import GateStatistics
 from wallaroo.worker.ingress import IngressStatistics
 from wallaroo.worker.runtime import WorkerStatistics
 
-__all__ = ["DriverMetrics", "StatisticsPoller", "merge_statistics"]
+__all__ = ["DriverMetrics", "StatisticsPoller", "merge_engines", "merge_statistics"]
 
 log = logging.getLogger("wallaroo.ray")
 
@@ -131,6 +131,18 @@ def _ingress(source: Any, stats: Any) -> IngressStatistics:
     return stats if stats is not None else IngressStatistics(source.name, "", "", 0, 0, 0, 0)
 
 
+def merge_engines(plan: PhysicalPlan, parts: Sequence[EngineStatistics]) -> EngineStatistics:
+    """The counters of several engines running parts of ``plan`` as one engine's: per
+    segment, sink and state of the plan (zeros where no part runs it), per window name."""
+    return EngineStatistics(
+        tuple(_segments(plan, [seg for e in parts for seg in e.segments])),
+        tuple(_sinks(plan, [k for e in parts for k in e.sinks])),
+        tuple(_states(plan, [st for e in parts for st in e.states])),
+        _dead_letters([e.dead_letters for e in parts]),
+        tuple(_windows([w for e in parts for w in e.windows])),
+    )
+
+
 def merge_statistics(
     name: str,
     plan: PhysicalPlan,
@@ -150,24 +162,10 @@ def merge_statistics(
         sinks: one sink actor's ``statistics()`` per sink, in plan order (None as above).
         checkpoints: the coordinator's checkpoint counters, with resilience.
     """
-    engines = [s["engine"] for s in sources if s is not None]
-    segments = [*(seg for e in engines for seg in e.segments)]
-    segments += [seg for w in workers for seg in w["segments"]]
-    sink_parts = [*(k for e in engines for k in e.sinks)]
-    sink_parts += [k for w in workers for k in w.get("sinks", ())]
-    dead = [e.dead_letters for e in engines] + [
-        w["dead_letter_statistics"] for w in workers if "dead_letter_statistics" in w
-    ]
-    engine = EngineStatistics(
-        tuple(_segments(plan, segments)),
-        tuple(_sinks(plan, sink_parts)),
-        tuple(_states(plan, [st for w in workers for st in w["states"]])),
-        _dead_letters(dead),
-        tuple(_windows([win for w in workers for win in w["windows"]])),
-    )
+    engines = [s["engine"] for s in [*sources, *workers] if s is not None]
     return WorkerStatistics(
         name,
-        engine,
+        merge_engines(plan, engines),
         tuple(
             _ingress(src, s["ingress"] if s is not None else None)
             for src, s in zip(plan.sources, sources, strict=True)

@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from wallaroo.errors import ConfigurationError
 from wallaroo.loader import LoadedApplication, load_application
@@ -74,6 +75,9 @@ class AppSpec:
         key_groups: number of key groups.
         log_level: the logging level name for actor processes.
         metrics: the engines record latency histograms (``--metrics-http`` or ``--metrics``).
+        application: the application itself, pickled with Ray's cloudpickle (closures and
+            classes defined in a function travel by value), for the testing harness's Ray
+            mode; empty: import ``module``.
     """
 
     module: str
@@ -88,6 +92,7 @@ class AppSpec:
     key_groups: int = DEFAULT_KEY_GROUPS
     log_level: str = "INFO"
     metrics: bool = False
+    application: bytes = b""
 
     @classmethod
     def here(
@@ -138,7 +143,12 @@ class AppSpec:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
-        loaded = load_application(self.module, list(self.argv))
+        app: Any = self.module
+        if self.application:
+            import ray.cloudpickle  # after sys.path: what it refers to by name can be imported
+
+            app = ray.cloudpickle.loads(self.application)
+        loaded = load_application(app, list(self.argv))
         plan = compile_application(loaded.application, key_groups=self.key_groups)
         return loaded, plan
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from wallaroo.engine.deadletter import DeadLetterLog
 from wallaroo.ray_backend._ray import RayTransport, actor_info, submitter
+from wallaroo.ray_backend.channels import Items
 from wallaroo.ray_backend.slots import SlotMap
 from wallaroo.ray_backend.source_actor import deadletter_path
 from wallaroo.ray_backend.topology import AppSpec, worker_name
@@ -24,10 +25,21 @@ __all__ = ["WorkerActor"]
 class WorkerActor:
     """Worker ``index``: hosts the key groups ``slots`` gives it, for every keyed segment."""
 
-    def __init__(self, spec: AppSpec, index: int, slots: SlotMap) -> None:
+    def __init__(
+        self, spec: AppSpec | None = None, index: int = 0, slots: SlotMap | None = None
+    ) -> None:
+        if spec is not None and slots is not None:  # else :meth:`setup` comes later
+            self.setup(spec, index, slots)
+
+    def setup(
+        self, spec: AppSpec, index: int, slots: SlotMap, dead_letter_path: str | None = ""
+    ) -> None:
+        """(Re)build the worker for ``spec``: a new core, empty state, no channels (the
+        testing harness reuses its actors across applications). ``dead_letter_path``: the
+        dead-letter file ("": the application's, see ``deadletter_path``; None: in memory)."""
         loaded, plan = spec.load()
         dead = DeadLetterLog(
-            deadletter_path(spec),
+            deadletter_path(spec) if dead_letter_path == "" else dead_letter_path,
             worker=f"{spec.name}.{worker_name(index)}",
             log=logging.getLogger("wallaroo.ray"),
         )
@@ -53,7 +65,7 @@ class WorkerActor:
         """
         return self.core.restore(blobs)
 
-    def deliver(self, sender: str, items: list[list[Any]]) -> None:
+    def deliver(self, sender: str, items: Items) -> None:
         """Process a batch from ``sender`` (data and barriers, in order), then send what it made;
         the time it takes counts as busy.
         """
@@ -65,6 +77,26 @@ class WorkerActor:
     def tick(self) -> None:
         """Time passes: idle windows fire; queued batches between workers go out."""
         self.core.tick()
+
+    def end_of_input(self) -> None:
+        """No more input will come: every window holding data fires."""
+        self.core.end_of_input()
+
+    def settle(self, timeout: float) -> int:
+        """Send everything, wait for the calls (up to ``timeout`` s per channel); return the
+        messages still buffered, queued or in flight (the harness waits until all are 0)."""
+        self.core.drain(timeout)
+        return self.core.pending()
+
+    def contents(self) -> dict[str, Any]:
+        """State objects (``states``), dead letters (``dead_letters``) and engine counters
+        (``engine``) of this worker, for the testing harness's result."""
+        core = self.core
+        return {
+            "states": core.state_objects(),
+            "dead_letters": list(core.dead.records),
+            "engine": core.engine_statistics(),
+        }
 
     def collect(self, checkpoint_id: int) -> dict[str, Any] | None:
         """This worker's part of checkpoint ``checkpoint_id``: None while stages still wait for

@@ -18,6 +18,7 @@ from typing import Any
 
 from wallaroo.engine.clock import Clock, SystemClock
 from wallaroo.engine.deadletter import DeadLetterLog
+from wallaroo.engine.local import EngineStatistics, engine_statistics
 from wallaroo.engine.segment import SegmentRunner, SinkRunner
 from wallaroo.engine.state import StateStore
 from wallaroo.engine.wiring import Placement, WindowRunner, build_states, wire
@@ -25,20 +26,24 @@ from wallaroo.loader import LoadedApplication
 from wallaroo.plan.physical import PhysicalPlan
 from wallaroo.ray_backend.aligner import BarrierAligner
 from wallaroo.ray_backend.channels import (
-    DATA,
+    Barrier,
     Channel,
+    Data,
+    Item,
+    Items,
     KeyedRoute,
     SinkChannelPort,
     Transport,
 )
 from wallaroo.ray_backend.slots import SlotMap
 from wallaroo.ray_backend.topology import Edge, PlanGraph, worker_name
+from wallaroo.resilience.manifest import blob_name
 from wallaroo.resilience.state_codec import decode_group, encode_group
 
 __all__ = ["WorkerCore"]
 
 log = logging.getLogger("wallaroo.ray")
-Submit = Callable[[list[list[Any]]], Any]
+Submit = Callable[[Items], Any]
 
 
 class WorkerCore:
@@ -85,7 +90,7 @@ class WorkerCore:
         self._stage_edges = [
             self.graph.stage_edges(i, workers, me) for i in range(len(self.graph.stages))
         ]
-        self._work: deque[tuple[str, list[Any]]] = deque()
+        self._work: deque[tuple[str, Item]] = deque()
         self._snapshots: dict[int, list[tuple[str, bytes]]] = {}
         self._stages_done: dict[int, set[int]] = {}
         self._edges_left: dict[int, dict[Edge, set[int]]] = {}
@@ -150,10 +155,10 @@ class WorkerCore:
         return KeyedRoute(segment, self.slots, self.worker_channels, self._local, self.me)
 
     def _local(self, segment: int, values: list[Any], keys: list[Any], times: Any) -> None:
-        self._work.append((self.name, [DATA, segment, values, keys, times]))
+        self._work.append((self.name, Data(segment, values, keys, times)))
 
     # -- input --------------------------------------------------------------------------------
-    def deliver(self, sender: str, items: list[list[Any]]) -> None:
+    def deliver(self, sender: str, items: Items) -> None:
         """Process a batch from ``sender`` (data and barriers, in order), then send."""
         self._work.extend((sender, item) for item in items)
         self._run()
@@ -164,22 +169,42 @@ class WorkerCore:
             window.tick()
         self._run()
 
+    def end_of_input(self) -> None:
+        """No more input will come: every window holding data fires (the testing harness)."""
+        for window in self.windows:
+            window.flush()
+        self._run()
+
+    def pending(self) -> int:
+        """Messages buffered, queued or in flight on this worker's channels."""
+        channels = [*self.worker_channels, *self.sink_channels]
+        return sum(c.buffered + c.queued + c.in_flight for c in channels)
+
+    def state_objects(self) -> dict[str, dict[str, Any]]:
+        """The state objects of the owned key groups, by state name, then by key."""
+        return {name: dict(store.states) for name, store in self.states.items()}
+
+    def engine_statistics(self) -> EngineStatistics:
+        """This worker's part of the engine's counters (its keyed segments, sinks, states and
+        windows, and its dead letters), as the embedded engine's."""
+        return engine_statistics(self.runners, self.sinks, self.states, self.dead, self.windows)
+
     def _run(self) -> None:
         work = self._work
         runners, stage_of, aligners = self.runners, self.graph.stage_of, self.aligners
         while work:
             sender, item = work.popleft()
-            stage = stage_of[item[1]]
+            stage = stage_of[item.segment]
             aligner = aligners[stage]
             if aligner.arrived and aligner.blocked(sender):
                 aligner.hold(sender, item)
-            elif item[0] == DATA:
+            elif isinstance(item, Data):
                 try:
-                    runners[item[1]].run(item[2], item[3], times=item[4])
+                    runners[item.segment].run(item.values, item.keys, times=item.times)
                 except Exception as exc:
-                    self._lost(exc, item[1], item[2])
-            elif aligner.barrier(sender, item[2]):
-                self._complete(stage, item[2])
+                    self._lost(exc, item.segment, item.values)
+            elif aligner.barrier(sender, item.checkpoint_id):
+                self._complete(stage, item.checkpoint_id)
         for channel in self.sink_channels:
             channel.flush()
         for channel in self.worker_channels:
@@ -196,7 +221,7 @@ class WorkerCore:
                 for group in self.owned:
                     states = store.snapshot_group(group)
                     if states:
-                        blobs.append((f"state/{name}/{group}", encode_group(states, serialize)))
+                        blobs.append((blob_name(name, group), encode_group(states, serialize)))
         except Exception as exc:
             self._failed[checkpoint_id] = f"{type(exc).__name__}: {exc}"
             log.error("%s: snapshot of checkpoint %d failed: %s", self.name, checkpoint_id, exc)
@@ -218,7 +243,7 @@ class WorkerCore:
         if kind == "k":
             self.sink_channels[dest].barrier(-1, checkpoint_id)
         elif dest == self.me:
-            self._work.append((self.name, [1, segment, checkpoint_id, None, None]))
+            self._work.append((self.name, Barrier(segment, checkpoint_id)))
         else:
             self.worker_channels[dest].barrier(segment, checkpoint_id)
 
@@ -269,19 +294,15 @@ class WorkerCore:
         return all(results)
 
     def statistics(self) -> dict[str, Any]:
-        """A snapshot of this worker: its key groups, the counters of its segments, states and
-        windows, its dead letters, and per channel ``(name, calls, messages, waits, in_flight,
-        queued, broken)``.
+        """A snapshot of this worker: its key groups, its part of the engine's counters
+        (``engine``: segments, sinks, states, windows, dead letters), and per channel
+        ``(name, calls, messages, waits, in_flight, queued, broken)``.
         """
         return {
             "worker": self.name,
             "key_groups": len(self.owned),
-            "segments": [r.statistics() for r in self.runners.values()],
-            "states": [s.statistics() for s in self.states.values()],
-            "windows": [w.statistics() for w in self.windows],
-            "sinks": [s.statistics() for s in self.sinks],
+            "engine": self.engine_statistics(),
             "dead_letters": self.dead.total,
-            "dead_letter_statistics": self.dead.statistics(),
             "channels": [
                 (c.name, c.calls, c.messages, c.waits, c.in_flight, c.queued, c.broken)
                 for c in [*self.worker_channels, *self.sink_channels]

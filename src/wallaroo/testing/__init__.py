@@ -12,7 +12,7 @@ from wallaroo.testing.conformance import (
     check_source_connector,
     python_module_command,
 )
-from wallaroo.testing.harness import Harness, ListSink, RunResult, run
+from wallaroo.testing.harness import Harness, ListSink, RunResult, default_backend, run
 
 __all__ = [
     "ConformanceError",
@@ -24,6 +24,7 @@ __all__ = [
     "RunResult",
     "check_sink_connector",
     "check_source_connector",
+    "default_backend",
     "python_module_command",
     "run",
 ]

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -26,11 +27,32 @@ from wallaroo.plan.physical import DEFAULT_KEY_GROUPS, PhysicalPlan, SourcePlan
 from wallaroo.worker.kinds import sink_kind, source_kind
 
 if TYPE_CHECKING:
+    from wallaroo.ray_backend.harness import RayEngine
     from wallaroo.worker.checkpointing import Checkpointer
 
 log = logging.getLogger("wallaroo.testing")
 
-__all__ = ["Harness", "ListSink", "RunResult", "run"]
+__all__ = ["Harness", "ListSink", "RunResult", "default_backend", "run"]
+
+_default: list[Any] = ["embedded", 2]
+
+
+@contextlib.contextmanager
+def default_backend(backend: str, workers: int = 2) -> Iterator[None]:
+    """Within the ``with`` block, :class:`Harness` and :func:`run` use ``backend`` (and
+    ``workers`` Ray workers) unless told otherwise: one test body runs on both backends.
+
+    >>> with default_backend("ray", workers=2):  # doctest: +SKIP
+    ...     assert run(app, inputs=...).output() == expected
+    """
+    if backend not in ("embedded", "ray"):
+        raise ValueError(f"backend must be 'embedded' or 'ray', got {backend!r}")
+    saved = list(_default)
+    _default[:] = [backend, workers]
+    try:
+        yield
+    finally:
+        _default[:] = saved
 
 
 class ListSink:
@@ -88,6 +110,15 @@ class Harness:
         clock: the engine's clock (e.g. :class:`~wallaroo.testing.MockClock`).
         key_groups: number of key groups of the state.
         dead_letter_path: also append dead letters to this JSON Lines file.
+        backend: ``"embedded"`` (the default: this process's engine) or ``"ray"``: the keyed
+            segments run in ``workers`` Ray worker actors (a local Ray cluster is started if
+            this process has none); :meth:`push` and the others return once their output has
+            reached the sinks. The default comes from :func:`default_backend`.
+        workers: the number of Ray worker actors (``backend="ray"``).
+
+    Raises:
+        ValueError: an unknown backend, or a ``clock`` with the Ray backend (the actors'
+            clocks are their own: a mock clock drives the embedded engine only).
     """
 
     def __init__(
@@ -98,13 +129,36 @@ class Harness:
         clock: Clock | None = None,
         key_groups: int = DEFAULT_KEY_GROUPS,
         dead_letter_path: str | None = None,
+        backend: str | None = None,
+        workers: int | None = None,
     ) -> None:
-        loaded = load_application(app, list(args))
+        backend = backend or _default[0]
+        if backend not in ("embedded", "ray"):
+            raise ValueError(f"backend must be 'embedded' or 'ray', got {backend!r}")
+        if backend == "ray" and clock is not None:
+            raise ValueError("a clock drives the embedded engine only, not backend='ray'")
+        argv = list(args)
+        loaded = load_application(app, argv)
         self.plan = compile_application(loaded.application, key_groups=key_groups)
+        self.backend = backend
         self.sinks = [ListSink() for _ in self.plan.sinks]
         dead = DeadLetterLog(dead_letter_path, worker="testing")
         dead.serialize = loaded.serialize
-        self.engine = LocalEngine(self.plan, self.sinks, dead_letters=dead, clock=clock)
+        self._ray: RayEngine | None = None
+        if backend == "ray":
+            from wallaroo.ray_backend.harness import RayEngine
+
+            self.engine: LocalEngine | RayEngine = RayEngine(
+                app,
+                argv,
+                self.plan,
+                workers=workers or _default[1],
+                dead_letters=dead,
+                dead_letter_path=dead_letter_path,
+            )
+            self._ray = self.engine
+        else:
+            self.engine = LocalEngine(self.plan, self.sinks, dead_letters=dead, clock=clock)
         self._serialize, self._deserialize = loaded.serialize, loaded.deserialize
         self._checkpointers: dict[str, Checkpointer] = {}
 
@@ -145,15 +199,25 @@ class Harness:
                 if len(batch_times) != len(batch):
                     raise ValueError("times must give one event time per item")
             self.engine.source_runner(plan.index).run(batch, times=batch_times)
+        self._settle()
+
+    def _settle(self) -> None:
+        """With the Ray backend, wait until the output reached the sinks and collect it."""
+        if self._ray is not None:
+            self._ray.settle()
+            for sink, payloads in zip(self.sinks, self._ray.outputs(), strict=True):
+                sink.payloads.extend(payloads)
 
     def tick(self) -> None:
         """Let time-driven work happen (windows whose input went idle fire); call it after
         moving a :class:`MockClock`."""
         self.engine.tick()
+        self._settle()
 
     def end_of_input(self) -> None:
         """Declare the input finished: every window holding data fires."""
         self.engine.end_of_input()
+        self._settle()
 
     def checkpointer(self, directory: str | os.PathLike[str]) -> Checkpointer:
         """The worker's own checkpointer over this harness's state, storing in ``directory``
@@ -164,6 +228,8 @@ class Harness:
         from wallaroo.resilience.store import CheckpointStore
         from wallaroo.worker.checkpointing import Checkpointer
 
+        if not isinstance(self.engine, LocalEngine):
+            raise ValueError("the harness takes checkpoints with backend='embedded' only")
         key = os.path.abspath(directory)
         if key in self._checkpointers:
             return self._checkpointers[key]
@@ -213,7 +279,9 @@ class Harness:
         plan = self._source(source)
         if _generator(plan) is None:
             raise ValueError(f"source {plan.name!r} is not a generator source")
-        return sum(len(b) for b in self._generated(plan, limit, batch_size))
+        produced = sum(len(b) for b in self._generated(plan, limit, batch_size))
+        self._settle()
+        return produced
 
     def _generated(self, plan: SourcePlan, limit: int, batch_size: int) -> Iterator[list[Any]]:
         gen = _generator(plan)
@@ -234,17 +302,18 @@ class Harness:
 
     def result(self) -> RunResult:
         """What the application produced so far, with its state and counters."""
+        self._settle()
         outputs = {
             p.name: list(s.payloads) for p, s in zip(self.plan.sinks, self.sinks, strict=True)
         }
-        states = {name: dict(store.states) for name, store in self.engine.states.items()}
-        return RunResult(
-            outputs,
-            tuple(self.engine.dead_letters.records),
-            self.engine.statistics(),
-            states,
-            self.plan,
-        )
+        if self._ray is not None:
+            states, letters = self._ray.contents()
+        else:
+            engine = self.engine
+            assert isinstance(engine, LocalEngine)
+            states = {name: dict(store.states) for name, store in engine.states.items()}
+            letters = tuple(engine.dead_letters.records)
+        return RunResult(outputs, letters, self.engine.statistics(), states, self.plan)
 
 
 def _generator(plan: SourcePlan) -> Any:
@@ -263,6 +332,8 @@ def run(
     key_groups: int = DEFAULT_KEY_GROUPS,
     dead_letter_path: str | None = None,
     end_of_input: bool = True,
+    backend: str | None = None,
+    workers: int | None = None,
 ) -> RunResult:
     """Run ``app`` over ``inputs`` (items per source name) and return what came out.
 
@@ -270,9 +341,16 @@ def run(
     their inputs interleaved. Generator sources run until they return ``None`` or produced
     ``gen_limit`` values. With ``end_of_input`` (the default), the end of the inputs is the
     end of the stream: every window holding data fires before the result is taken.
+    ``backend`` and ``workers`` as for :class:`Harness`.
     """
     harness = Harness(
-        app, args, clock=clock, key_groups=key_groups, dead_letter_path=dead_letter_path
+        app,
+        args,
+        clock=clock,
+        key_groups=key_groups,
+        dead_letter_path=dead_letter_path,
+        backend=backend,
+        workers=workers,
     )
     inputs = dict(inputs or {})
     feeds: list[tuple[SourcePlan, Iterator[Any]]] = []
@@ -300,4 +378,5 @@ def run(
         feeds = remaining
     if end_of_input:
         harness.end_of_input()
+    harness._settle()
     return harness.result()
