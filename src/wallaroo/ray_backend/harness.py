@@ -71,7 +71,12 @@ class CollectorActor:
 
 
 def _actors(kind: str, cls: type, n: int) -> list[Any]:
-    """``n`` pooled actors of ``cls`` (made on first use, kept for the process)."""
+    """``n`` pooled actors of ``cls`` (made on first use, kept while this process stays
+    connected to the same Ray cluster: after a ``ray.shutdown()`` the pool starts again)."""
+    context = import_ray().get_runtime_context()
+    job = f"{context.gcs_address} {context.get_node_id()}"  # a new cluster: a new node id
+    if _pool.get("job") != [job]:
+        _pool.update(job=[job], workers=[], collectors=[])
     pool = _pool[kind]
     while len(pool) < n:
         pool.append(_remote(cls, num_cpus=0).remote())
