@@ -169,6 +169,7 @@ def _main(argv: Sequence[str] | None, prog: str | None) -> int:
         return run_on_ray(flags, prog)
     from wallaroo.loader import load_application
     from wallaroo.worker import loop as event_loop
+    from wallaroo.worker.fork_snapshot import fork_snapshots_available
     from wallaroo.worker.runtime import Worker, WorkerOptions
 
     try:
@@ -181,6 +182,7 @@ def _main(argv: Sequence[str] | None, prog: str | None) -> int:
             recover_from_previous_checkpoint=flags.recover_from_previous_checkpoint,
             metrics_http=flags.metrics_http,
             metrics_hub=flags.metrics,
+            fork_snapshots=fork_snapshots_available(),
         )
         worker = Worker(loaded, options, log=log, app_args=flags.app_args)
     except (ConfigurationError, WallarooParameterError) as exc:

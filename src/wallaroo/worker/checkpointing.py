@@ -34,6 +34,7 @@ from wallaroo.resilience import round as rnd
 from wallaroo.resilience.manifest import GeneratorPosition, Manifest, SinkPosition, blob_name
 from wallaroo.resilience.state_codec import decode_group, group_blobs
 from wallaroo.resilience.store import Checkpoint, CheckpointStore
+from wallaroo.worker import fork_snapshot
 from wallaroo.worker.connector_sink import ConnectorSinkOutput
 from wallaroo.worker.generator import GeneratorSource
 
@@ -124,6 +125,8 @@ class Checkpointer:
         serialize, deserialize: the application's state serialisation.
         interval_s: seconds between checkpoints.
         log: where to report.
+        fork_snapshots: serialise the state in a forked child, so that processing pauses only
+            for the fork (:mod:`wallaroo.worker.fork_snapshot`); else on the event loop.
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class Checkpointer:
         deserialize: Callable[[bytes], Any],
         interval_s: float,
         log: logging.Logger,
+        fork_snapshots: bool = False,
     ) -> None:
         self.app_name = app_name
         self.worker_name = worker_name
@@ -160,6 +164,7 @@ class Checkpointer:
         self._lock = asyncio.Lock()
         self._crash = crash_point_from_env()
         self._attempts = 0
+        self.fork_snapshots = fork_snapshots
 
     # -- recovery -----------------------------------------------------------------------------
     def recover(self, *, fall_back: bool = False) -> int | None:
@@ -302,7 +307,7 @@ class Checkpointer:
         cround = attempt.round
         match action:
             case rnd.Capture():
-                return cround.captured(self._capture(action.checkpoint_id))
+                return cround.captured(await self._capture(action.checkpoint_id))
             case rnd.RequestVotes():
                 self._maybe_crash("before-phase1")
                 votes = await asyncio.gather(
@@ -331,11 +336,14 @@ class Checkpointer:
                 self._rollback(action)
         return []
 
-    def _capture(self, checkpoint_id: int) -> rnd.Snapshot:
-        try:
-            return self._snapshot(checkpoint_id)
-        except CheckpointError as exc:  # a state that cannot be serialised: try again later
-            return rnd.Snapshot(error=str(exc))
+    async def _capture(self, checkpoint_id: int) -> rnd.Snapshot:
+        return await fork_snapshot.capture(
+            lambda with_blobs: self._snapshot(checkpoint_id, with_blobs=with_blobs),
+            list(self.engine.states.values()),
+            self.serialize,
+            self.store.directory if self.fork_snapshots else None,
+            self.log.warning,
+        )
 
     async def _write_durably(
         self, write: rnd.WriteCheckpoint, attempt: _Attempt
@@ -351,14 +359,15 @@ class Checkpointer:
         self._maybe_crash("after-write")
         return attempt.round.written()
 
-    def _snapshot(self, checkpoint_id: int) -> rnd.Snapshot:
-        """Everything a checkpoint records, at this moment (no await: one consistent cut).
+    def _snapshot(self, checkpoint_id: int, *, with_blobs: bool = True) -> rnd.Snapshot:
+        """Everything a checkpoint records, at this moment (no await: one consistent cut);
+        the state blobs too unless ``with_blobs`` is False (a forked child makes them).
 
         Raises:
             CheckpointError: a state or a generator's next value cannot be serialised.
         """
         blobs: list[tuple[str, bytes]] = []
-        for store in self.engine.states.values():
+        for store in self.engine.states.values() if with_blobs else ():
             blobs.extend(group_blobs(store, self.serialize))
         generators = {}
         for gen in self.generators:

@@ -56,6 +56,9 @@ class WorkerOptions:
         metrics_hub: ``HOST:PORT`` of the original's metrics hub (``--metrics``).
         metrics_interval_s: seconds between two samples of the statistics.
         metrics_hub_period_ns: the hub's reporting period.
+        fork_snapshots: serialise checkpoints in a forked child, so that processing pauses
+            only for the fork (``machida`` sets it on Linux, see
+            :mod:`wallaroo.worker.fork_snapshot`); off for a worker run in-process.
     """
 
     name: str = "worker"
@@ -70,6 +73,7 @@ class WorkerOptions:
     metrics_hub: str | None = None
     metrics_interval_s: float = 1.0
     metrics_hub_period_ns: int = 2_000_000_000
+    fork_snapshots: bool = False
 
     @property
     def metrics(self) -> bool:
@@ -185,6 +189,7 @@ class Worker:
             deserialize=self.loaded.deserialize,
             interval_s=self.options.time_between_checkpoints_ns / 1e9,
             log=self.log,
+            fork_snapshots=self.options.fork_snapshots,
         )
 
     def _deadletter_path(self) -> Path:

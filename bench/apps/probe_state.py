@@ -1,0 +1,58 @@
+"""Probes through a large keyed state, for the checkpoint-stall row (``bench.state_probe``).
+
+One TCP source of 9-byte messages: a kind byte and a big-endian u64. ``f`` (fill) creates or
+updates the state of key ``k<n>`` and outputs nothing; ``p`` (probe) updates key
+``k<n % KEYS>`` and outputs ``n`` (8 bytes) to the TCP sink, so the sender can time it.
+
+Environment: ``WALLAROO_BENCH_SOURCE``, ``WALLAROO_BENCH_SINK`` (``host:port``) and
+``WALLAROO_BENCH_KEYS`` (the number of keys a probe picks from, default 1,000,000).
+"""
+
+import os
+import struct
+
+import wallaroo
+
+NUMBER = struct.Struct(">Q")
+KEYS = int(os.environ.get("WALLAROO_BENCH_KEYS", "1000000"))
+
+
+@wallaroo.decoder(header_length=4, length_fmt=">I")
+def decode(data):
+    return data[:1], NUMBER.unpack_from(data, 1)[0]
+
+
+@wallaroo.key_extractor
+def key_of(message):
+    kind, n = message
+    return f"k{n}" if kind == b"f" else f"k{n % KEYS}"
+
+
+class Count:
+    def __init__(self):
+        self.n = 0
+
+
+@wallaroo.state_computation(name="count", state=Count)
+def count(message, state):
+    state.n += 1
+    kind, n = message
+    return n if kind == b"p" else None
+
+
+@wallaroo.encoder
+def encode(n):
+    return NUMBER.pack(n)
+
+
+def application_setup(_args):
+    in_host, in_port = os.environ.get("WALLAROO_BENCH_SOURCE", "127.0.0.1:7010").rsplit(":", 1)
+    out_host, out_port = os.environ.get("WALLAROO_BENCH_SINK", "127.0.0.1:7002").rsplit(":", 1)
+    source = wallaroo.TCPSourceConfig("probe", in_host, int(in_port), decode)
+    pipeline = (
+        wallaroo.source("probe state", source)
+        .key_by(key_of)
+        .to(count)
+        .to_sink(wallaroo.TCPSinkConfig(out_host, int(out_port), encode))
+    )
+    return wallaroo.build_application("probe state", pipeline)
