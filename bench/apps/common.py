@@ -11,6 +11,7 @@ application) and on the connector programs' (which read the same application mod
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,3 +60,18 @@ def identity_encoder(data):
 def identity_decoder(data):
     """What a sink connector returns: the payload bytes."""
     return data
+
+
+def env_keyed_application(name: str, decoder: Any, key_of: Any, step: Any, encoder: Any) -> Any:
+    """A one-pipeline application ``name`` for the latency benchmarks: a TCP source at
+    ``$WALLAROO_BENCH_SOURCE``, ``key_by(key_of)``, ``step``, a TCP sink at
+    ``$WALLAROO_BENCH_SINK`` (``host:port``, defaults 127.0.0.1:7010 and :7002)."""
+    in_host, in_port = os.environ.get("WALLAROO_BENCH_SOURCE", "127.0.0.1:7010").rsplit(":", 1)
+    out_host, out_port = os.environ.get("WALLAROO_BENCH_SINK", "127.0.0.1:7002").rsplit(":", 1)
+    pipeline = (
+        wallaroo.source(name, wallaroo.TCPSourceConfig(name, in_host, int(in_port), decoder))
+        .key_by(key_of)
+        .to(step)
+        .to_sink(wallaroo.TCPSinkConfig(out_host, int(out_port), encoder))
+    )
+    return wallaroo.build_application(name, pipeline)

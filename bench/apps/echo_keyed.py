@@ -5,10 +5,11 @@ writes the sequence number back (8 bytes) so the sender can time each message.
 Environment: ``WALLAROO_BENCH_SOURCE`` and ``WALLAROO_BENCH_SINK`` (``host:port``).
 """
 
-import os
 import struct
 
 import wallaroo
+from bench.apps.common import env_keyed_application
+from bench.apps.word_count import WordTotal
 
 SEQ = struct.Struct(">Q")
 
@@ -23,14 +24,9 @@ def key_of(seq):
     return str(seq % 16)
 
 
-class Seen:
-    def __init__(self):
-        self.n = 0
-
-
-@wallaroo.state_computation(name="seen", state=Seen)
-def seen(seq, state):
-    state.n += 1
+@wallaroo.state_computation(name="seen", state=WordTotal)
+def seen(seq, total):
+    total.count += 1
     return seq
 
 
@@ -40,13 +36,4 @@ def encode(seq):
 
 
 def application_setup(_args):
-    in_host, in_port = os.environ.get("WALLAROO_BENCH_SOURCE", "127.0.0.1:7010").rsplit(":", 1)
-    out_host, out_port = os.environ.get("WALLAROO_BENCH_SINK", "127.0.0.1:7002").rsplit(":", 1)
-    source = wallaroo.TCPSourceConfig("seq", in_host, int(in_port), decode)
-    pipeline = (
-        wallaroo.source("echo", source)
-        .key_by(key_of)
-        .to(seen)
-        .to_sink(wallaroo.TCPSinkConfig(out_host, int(out_port), encode))
-    )
-    return wallaroo.build_application("echo keyed", pipeline)
+    return env_keyed_application("echo keyed", decode, key_of, seen, encode)

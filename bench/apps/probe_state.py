@@ -12,6 +12,8 @@ import os
 import struct
 
 import wallaroo
+from bench.apps.common import env_keyed_application
+from bench.apps.word_count import WordTotal
 
 NUMBER = struct.Struct(">Q")
 KEYS = int(os.environ.get("WALLAROO_BENCH_KEYS", "1000000"))
@@ -28,14 +30,9 @@ def key_of(message):
     return f"k{n}" if kind == b"f" else f"k{n % KEYS}"
 
 
-class Count:
-    def __init__(self):
-        self.n = 0
-
-
-@wallaroo.state_computation(name="count", state=Count)
-def count(message, state):
-    state.n += 1
+@wallaroo.state_computation(name="count", state=WordTotal)
+def count(message, total):
+    total.count += 1
     kind, n = message
     return n if kind == b"p" else None
 
@@ -46,13 +43,4 @@ def encode(n):
 
 
 def application_setup(_args):
-    in_host, in_port = os.environ.get("WALLAROO_BENCH_SOURCE", "127.0.0.1:7010").rsplit(":", 1)
-    out_host, out_port = os.environ.get("WALLAROO_BENCH_SINK", "127.0.0.1:7002").rsplit(":", 1)
-    source = wallaroo.TCPSourceConfig("probe", in_host, int(in_port), decode)
-    pipeline = (
-        wallaroo.source("probe state", source)
-        .key_by(key_of)
-        .to(count)
-        .to_sink(wallaroo.TCPSinkConfig(out_host, int(out_port), encode))
-    )
-    return wallaroo.build_application("probe state", pipeline)
+    return env_keyed_application("probe state", decode, key_of, count, encode)
