@@ -31,6 +31,7 @@ recovery rebuilds state from the last checkpoint, so SQLite runs WAL with
 
 from __future__ import annotations
 
+import abc
 import argparse
 import importlib.util
 import json
@@ -74,8 +75,9 @@ def _raw(grp: int, key: str) -> bytes:
     return bytes((grp,)) + key.encode()
 
 
-class Store:
-    """One candidate store in a directory: the operations the benchmark times."""
+class Store(abc.ABC):
+    """One candidate store in a directory: the operations the benchmark times (each store
+    implements every one)."""
 
     version = ""
 
@@ -83,20 +85,37 @@ class Store:
         self.path = path
         self.open()
 
-    def open(self) -> None: ...
-    def close(self) -> None: ...
-    def put_batch(self, items: list[tuple[int, str, bytes]]) -> None: ...
-    def update_batch(self, keys: list[Key]) -> None: ...
-    def delete_batch(self, keys: list[Key]) -> None: ...
-    def snapshot(self, dest: Path) -> None: ...
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Open (or create) the store in :attr:`path`."""
 
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close it (everything written is on disk)."""
+
+    @abc.abstractmethod
+    def put_batch(self, items: list[tuple[int, str, bytes]]) -> None:
+        """Write ``(key group, key, value)`` items in one transaction."""
+
+    @abc.abstractmethod
+    def update_batch(self, keys: list[Key]) -> None:
+        """Read, increment and write back each key's counter, in one transaction."""
+
+    @abc.abstractmethod
+    def delete_batch(self, keys: list[Key]) -> None:
+        """Delete the keys, in one transaction."""
+
+    @abc.abstractmethod
+    def snapshot(self, dest: Path) -> None:
+        """Write a consistent copy of the store to ``dest``."""
+
+    @abc.abstractmethod
     def get_batch(self, keys: list[Key]) -> int:
         """Read each key, in one read transaction; the number found."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def scan(self, grp: int) -> int:
         """Iterate the keys and values of one key group; their number."""
-        raise NotImplementedError
 
     def reopen(self, key: Key) -> int:
         """Open again (after :meth:`close`) and read ``key``; 1 if found."""

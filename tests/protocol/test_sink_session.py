@@ -171,6 +171,8 @@ def test_txn_ids_and_phase_bytes() -> None:
     assert w.txn_id(3) == f"{NAME}:c_id=3"
     assert w.phase1(3) == wrap_twopc(TwoPCPhase1(f"{NAME}:c_id=3", ((1, 0, 1000),)))
     assert w.pending_txn == f"{NAME}:c_id=3"
+    with pytest.raises(ProtocolError, match="between phase 1 and phase 2"):
+        w.payloads([b"y"])
     with pytest.raises(ProtocolError, match="has not had its phase 2"):
         w.phase1(4)
     assert w.receive(wrap_twopc(TwoPCReply(f"{NAME}:c_id=3", True))) == [

@@ -38,7 +38,6 @@ This file is self-contained and uses only the public API: copy it into your tree
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import threading
@@ -47,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import wallaroo.experimental
+from wallaroo.experimental.aws import aws_client
 from wallaroo.experimental.program import (
     Backoff,
     ProgramRun,
@@ -208,18 +208,15 @@ def s3_client(boto3: Any, region: str | None, endpoint_url: str | None) -> Any:
     Raises:
         ValueError: no region is given or configured.
     """
-    config = importlib.import_module("botocore.config").Config(
-        connect_timeout=5, read_timeout=30, max_pool_connections=THREADS,
-        retries={"mode": "standard", "max_attempts": 2},
-        s3={"addressing_style": "path"} if endpoint_url else None,
-    )  # fmt: skip
-    no_region = importlib.import_module("botocore.exceptions").NoRegionError
-    try:
-        return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
-    except no_region:
-        raise ValueError(
-            "no AWS region: give --<connector>-region or set AWS_DEFAULT_REGION"
-        ) from None
+    return aws_client(
+        boto3,
+        "s3",
+        region,
+        endpoint_url,
+        read_timeout=30,
+        max_pool_connections=THREADS,
+        path_style=bool(endpoint_url),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,6 @@ or its client in.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from wallaroo.experimental.aws import aws_client
 from wallaroo.experimental.program import Backoff
 from wallaroo.protocol.frames import NONE_SEEN
 
@@ -50,17 +50,14 @@ def kinesis_client(
     Raises:
         ValueError: no region is given or configured.
     """
-    config = importlib.import_module("botocore.config").Config(
-        connect_timeout=5, read_timeout=20, max_pool_connections=max_pool_connections,
-        retries={"mode": "standard", "max_attempts": 2},
-    )  # fmt: skip
-    no_region = importlib.import_module("botocore.exceptions").NoRegionError
-    try:
-        return boto3.client("kinesis", region_name=region, endpoint_url=endpoint_url, config=config)
-    except no_region:
-        raise ValueError(
-            "no AWS region: give --<connector>-region or set AWS_DEFAULT_REGION"
-        ) from None
+    return aws_client(
+        boto3,
+        "kinesis",
+        region,
+        endpoint_url,
+        read_timeout=20,
+        max_pool_connections=max_pool_connections,
+    )
 
 
 def list_shards(client: Any, stream: str, log: logging.Logger) -> list[str]:

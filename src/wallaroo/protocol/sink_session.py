@@ -196,10 +196,19 @@ class WorkerSinkSession:
         """Return MESSAGEs on stream 1 carrying ``items``, and advance the offset past them.
 
         Each message id is the offset of its payload's first byte; empty payloads carry nothing
-        and are left out. No output may be sent while a transaction is between phase 1 and
-        phase 2: the caller holds it back until :meth:`phase2` (the worker's
-        ``ConnectorSinkOutput`` does, from the checkpoint's barrier on).
+        and are left out.
+
+        Raises:
+            ProtocolError: a transaction is between phase 1 and phase 2. No output may be sent
+                then: the caller holds it back until :meth:`phase2` (the worker's
+                ``ConnectorSinkOutput`` is that valve, from the checkpoint's barrier on); this
+                check only refuses what a caller failed to hold.
         """
+        if self._pending is not None:
+            raise ProtocolError(
+                f"no output may be sent while transaction {self._pending[0]} is between phase 1 "
+                "and phase 2; hold it until phase2()"
+            )
         payloads = items if isinstance(items, list) else list(items)
         if not all(payloads):
             payloads = [payload for payload in payloads if payload]

@@ -205,7 +205,7 @@ class RayEngine:
 
     def statistics(self) -> EngineStatistics:
         """The counters of this process's segments and of every worker's, merged."""
-        parts = import_ray().get([w.contents.remote() for w in self.workers])
+        parts = import_ray().get([w.statistics.remote() for w in self.workers])
         return merge_engines(self.plan, [self.local.statistics(), *(p["engine"] for p in parts)])
 
 

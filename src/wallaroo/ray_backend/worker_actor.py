@@ -89,14 +89,10 @@ class WorkerActor:
         return self.core.pending()
 
     def contents(self) -> dict[str, Any]:
-        """State objects (``states``), dead letters (``dead_letters``) and engine counters
-        (``engine``) of this worker, for the testing harness's result."""
+        """State objects (``states``) and dead letters (``dead_letters``) of this worker, for
+        the testing harness's result."""
         core = self.core
-        return {
-            "states": core.state_objects(),
-            "dead_letters": list(core.dead.records),
-            "engine": core.engine_statistics(),
-        }
+        return {"states": core.state_objects(), "dead_letters": list(core.dead.records)}
 
     def collect(self, checkpoint_id: int) -> dict[str, Any] | None:
         """This worker's part of checkpoint ``checkpoint_id``: None while stages still wait for

@@ -76,7 +76,7 @@ class ConnectorSinkOutput(SinkOutput):
         """Queue encoded outputs (``nbytes`` in all, if known); while a two-phase commit round is
         in progress (after :meth:`barrier`), hold them back until phase 2 instead.
 
-        This valve is the only one: the session never sees output during a round.
+        This is the one valve; the session only refuses output a caller failed to hold.
         """
         if self._held is not None:  # the valve is closed: a 2PC round is in progress
             self._held.extend(payloads)
