@@ -76,6 +76,15 @@ def test_ok_grants_credits_once() -> None:
     assert c.receive(Ok(1).encode()) == []  # a closed session ignores data
 
 
+def test_a_worker_error_message_is_escaped_and_clipped_for_the_log() -> None:
+    c = client()
+    c.hello()
+    (event,) = c.receive(Error("evil\x1b[2J\n" + "y" * 5000).encode())
+    assert isinstance(event, Rejected)
+    assert "\x1b" not in event.message and "\n" not in event.message
+    assert event.message.startswith("evil\\x1b[2J\\nyyy") and len(event.message) < 400
+
+
 def test_error_rejects_and_closes() -> None:
     c = client()
     c.hello()

@@ -136,6 +136,13 @@ def test_sink_protocol_violations_raise_and_close(data: bytes, match: str) -> No
     assert w.receive(Ok(5).encode()) == []
 
 
+def test_a_sink_error_message_is_escaped_and_clipped_for_the_log() -> None:
+    (event,) = connected().receive(Error("evil\x1b[2J\nline " + "x" * 5000).encode())
+    assert isinstance(event, SinkError)
+    assert "\x1b" not in event.message and "\n" not in event.message
+    assert event.message.startswith("evil\\x1b[2J\\nline xxx") and len(event.message) < 400
+
+
 def test_sink_error_and_restart_close_the_connection() -> None:
     w = connected()
     assert w.receive(Error("Bad cookie").encode() + Ok(5).encode()) == [SinkError("Bad cookie")]

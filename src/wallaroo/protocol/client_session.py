@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from wallaroo.errors import FrameError, ProtocolError
+from wallaroo.logsummary import clip as peer_text
 from wallaroo.protocol._codec import clip, pack_messages
 from wallaroo.protocol.events import (
     Accepted,
@@ -295,7 +296,7 @@ class ClientSession:
     def _handle(self, frame: Frame, events: list[ClientEvent]) -> None:
         if isinstance(frame, Error):
             self._state = _CLOSED
-            events.append(Rejected(frame.message))
+            events.append(Rejected(peer_text(frame.message)))  # it reaches log lines
         elif isinstance(frame, Ok):
             if self._state != _HELLO_SENT:
                 raise ProtocolError("the worker sent OK twice")

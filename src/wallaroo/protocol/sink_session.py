@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from wallaroo.errors import ProtocolError
+from wallaroo.logsummary import clip as peer_text
 from wallaroo.protocol._codec import U64_MAX, clip, pack_messages
 from wallaroo.protocol.events import (
     SinkError,
@@ -313,7 +314,7 @@ class WorkerSinkSession:
     def _handle(self, frame: Frame, events: list[WorkerSinkEvent]) -> None:
         if isinstance(frame, Error):
             self._state = _CLOSED
-            events.append(SinkError(frame.message))
+            events.append(SinkError(peer_text(frame.message)))  # it reaches log lines
         elif isinstance(frame, Restart):
             self._state = _CLOSED
             events.append(SinkRestarted(frame.address))
